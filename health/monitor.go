@@ -1,0 +1,209 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Config tunes a Monitor. Zero values take the defaults.
+type Config struct {
+	Interval time.Duration // between probes of one member; default 500ms
+	Timeout  time.Duration // for one probe (dial + reply); default 300ms
+	Rise     int           // consecutive better probes before a member's status improves; default 1
+	Fall     int           // consecutive worse probes before it degrades; default 1
+}
+
+func (c Config) withDefaults() Config {
+	if c.Interval <= 0 {
+		c.Interval = 500 * time.Millisecond
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 300 * time.Millisecond
+	}
+	c.Rise, c.Fall = max(c.Rise, 1), max(c.Fall, 1)
+	return c
+}
+
+// Clock is the time source; tests inject one to drive pollers without sleeping.
+type Clock interface {
+	Now() time.Time
+	After(time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Prober asks one member's srvr; tests may replace it.
+type Prober func(ctx context.Context, addr string, timeout time.Duration) (Srvr, error)
+
+// ProbeSrvr is the default Prober: srvr over a fresh connection.
+func ProbeSrvr(ctx context.Context, addr string, timeout time.Duration) (Srvr, error) {
+	out, err := Ask(ctx, addr, "srvr", timeout)
+	if err != nil {
+		return Srvr{}, err
+	}
+	return ParseSrvr(out)
+}
+
+// Monitor keeps a View of an ensemble current with one poller goroutine per member.
+type Monitor struct {
+	cfg    Config
+	log    zerolog.Logger
+	clock  Clock
+	probe  Prober
+	addrs  []string
+	view   atomic.Pointer[View]
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex // guards below
+	trackers []Tracker
+	states   []MemberState
+	subs     []func(View)
+	started  bool
+}
+
+// Option changes a Monitor at construction.
+type Option func(*Monitor)
+
+// WithClock injects a clock.
+func WithClock(c Clock) Option { return func(m *Monitor) { m.clock = c } }
+
+// WithProber replaces the srvr probe.
+func WithProber(p Prober) Option { return func(m *Monitor) { m.probe = p } }
+
+// NewMonitor watches the members at addrs. Call Start, then Close.
+func NewMonitor(addrs []string, cfg Config, log zerolog.Logger, opts ...Option) *Monitor {
+	m := &Monitor{cfg: cfg.withDefaults(), log: log, clock: realClock{}, probe: ProbeSrvr, addrs: addrs}
+	for _, o := range opts {
+		o(m)
+	}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.trackers = make([]Tracker, len(addrs))
+	m.states = make([]MemberState, len(addrs))
+	for i, a := range addrs {
+		m.states[i] = MemberState{Address: a}
+	}
+	v := Summarize(append([]MemberState(nil), m.states...), m.clock.Now())
+	m.view.Store(&v)
+	return m
+}
+
+// Subscribe registers fn to be called with the new View whenever a member's status or
+// role, the leader or the quorum changes. Calls are serialized; fn must not block long.
+func (m *Monitor) Subscribe(fn func(View)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.subs = append(m.subs, fn)
+}
+
+// View returns the latest View. It never blocks and is cheap: routing calls it per
+// connection.
+func (m *Monitor) View() *View { return m.view.Load() }
+
+// Start launches the pollers. It probes every member once before returning, so the
+// first View is real, not unknown.
+func (m *Monitor) Start() {
+	m.mu.Lock()
+	if m.started {
+		m.mu.Unlock()
+		return
+	}
+	m.started = true
+	m.mu.Unlock()
+	var first sync.WaitGroup
+	for i := range m.addrs {
+		first.Add(1)
+		m.wg.Add(1)
+		go m.poll(i, &first)
+	}
+	first.Wait()
+}
+
+// Close stops the pollers and waits for them. It is idempotent.
+func (m *Monitor) Close() {
+	m.cancel()
+	m.wg.Wait()
+}
+
+// poll is one member's poller goroutine.
+func (m *Monitor) poll(i int, first *sync.WaitGroup) {
+	defer m.wg.Done()
+	for {
+		start := m.clock.Now()
+		srvr, err := m.probe(m.ctx, m.addrs[i], m.cfg.Timeout)
+		if m.ctx.Err() != nil {
+			first.Done()
+			return
+		}
+		m.record(i, srvr, err, m.clock.Now().Sub(start))
+		if first != nil {
+			first.Done()
+			first = nil
+		}
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-m.clock.After(m.cfg.Interval):
+		}
+	}
+}
+
+func (m *Monitor) record(i int, srvr Srvr, err error, rtt time.Duration) {
+	now := m.clock.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	prev := m.states[i]
+	t := Next(m.trackers[i], Classify(srvr, err), now, m.cfg.Rise, m.cfg.Fall)
+	m.trackers[i] = t
+	s := MemberState{Address: m.addrs[i], Status: t.Status, Since: t.Since, Latency: rtt, Refused: prev.Refused}
+	if err == nil {
+		s.Mode, s.Zxid, s.AvgLatency = srvr.Mode, srvr.Zxid, srvr.LatencyAvg
+		s.Connections, s.Outstanding, s.Version = srvr.Connections, srvr.Outstanding, srvr.Version
+	} else {
+		s.LastError = err.Error()
+		if errors.Is(err, ErrNotWhitelisted) {
+			s.Refused = []string{"srvr"}
+		}
+		if t.Status == StatusServing || t.Status == StatusReadOnly {
+			// Fall not reached yet: keep the last good role and zxid.
+			s.Mode, s.Zxid = prev.Mode, prev.Zxid
+		}
+	}
+	s.Serving = t.Status == StatusServing
+	m.states[i] = s
+	old := m.view.Load()
+	v := Summarize(append([]MemberState(nil), m.states...), now)
+	m.view.Store(&v)
+	if changed(old, &v) {
+		ev := m.log.Info().Str("member", s.Address).Str("status", s.Status.String()).
+			Str("mode", s.Mode).Str("leader", v.Leader).Bool("quorum", v.Quorum)
+		if s.LastError != "" {
+			ev = ev.Str("error", s.LastError)
+		}
+		ev.Msg("ensemble view changed")
+		for _, fn := range m.subs {
+			fn(v)
+		}
+	}
+}
+
+func changed(a, b *View) bool {
+	if a.Leader != b.Leader || a.Quorum != b.Quorum || len(a.Members) != len(b.Members) {
+		return true
+	}
+	for i := range a.Members {
+		if a.Members[i].Status != b.Members[i].Status || a.Members[i].Mode != b.Members[i].Mode {
+			return true
+		}
+	}
+	return false
+}

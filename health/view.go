@@ -1,0 +1,71 @@
+package health
+
+import "time"
+
+// MemberState is one member in a View.
+type MemberState struct {
+	Address     string        `json:"address"`
+	Status      Status        `json:"-"`
+	Mode        string        `json:"mode"` // from srvr; "" when down
+	Serving     bool          `json:"serving"`
+	Zxid        int64         `json:"zxid"`
+	Latency     time.Duration `json:"-"` // the last probe's round trip
+	AvgLatency  float64       `json:"avg_latency_ms"` // the server's own average, ms
+	Connections int64         `json:"connections"`
+	Outstanding int64         `json:"outstanding"`
+	Version     string        `json:"version"`
+	Since       time.Time     `json:"since"`
+	LastError   string        `json:"last_error,omitempty"`
+	Refused     []string      `json:"refused_commands,omitempty"` // 4lw commands not whitelisted
+}
+
+// View is the ensemble as last seen. Views are immutable once published.
+type View struct {
+	Members []MemberState `json:"members"`
+	Leader  string        `json:"leader"` // address, "" when none serves as leader
+	Quorum  bool          `json:"quorum"`
+	At      time.Time     `json:"at"`
+}
+
+// Serving lists the members that can take a session now.
+func (v *View) Serving() []MemberState {
+	var out []MemberState
+	for _, m := range v.Members {
+		if m.Status == StatusServing {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Member returns the state of the member at addr.
+func (v *View) Member(addr string) (MemberState, bool) {
+	for _, m := range v.Members {
+		if m.Address == addr {
+			return m, true
+		}
+	}
+	return MemberState{}, false
+}
+
+// Summarize derives the leader and quorum from member states: a quorum is a serving
+// leader (or standalone member) plus a strict majority of the voting members serving.
+// Observers do not vote; a down member's role is unknown, so it counts as a voter.
+func Summarize(members []MemberState, at time.Time) View {
+	v := View{Members: members, At: at}
+	voters, serving := 0, 0
+	for _, m := range members {
+		if m.Mode == "observer" {
+			continue
+		}
+		voters++
+		if m.Status == StatusServing {
+			serving++
+			if m.Mode == "leader" || m.Mode == "standalone" {
+				v.Leader = m.Address
+			}
+		}
+	}
+	v.Quorum = v.Leader != "" && serving*2 > voters
+	return v
+}
