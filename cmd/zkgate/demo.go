@@ -12,9 +12,10 @@ import (
 
 func newDemoCmd() *cobra.Command {
 	var members int
+	var listen, admin string
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Start a local ZooKeeper ensemble from the installed ZooKeeper (Ctrl-C stops it)",
+		Short: "Start a local ZooKeeper ensemble from the installed ZooKeeper with zkgate in front (Ctrl-C stops both)",
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
@@ -27,13 +28,17 @@ func newDemoCmd() *cobra.Command {
 			}
 			defer ens.Close()
 			fmt.Fprintf(out, "ensemble ready: %s\n", ens.ConnectString())
-			fmt.Fprintf(out, "try: java -cp %s org.apache.zookeeper.ZooKeeperMain -server %s ls /\n", ens.Install().ClassPath, ens.ConnectString())
-			fmt.Fprintln(out, "Ctrl-C stops it and removes its data.")
-			<-ctx.Done()
-			fmt.Fprintln(out, "stopping")
-			return nil
+			o := serveOptions{listen: listen, ensemble: ens.ConnectString(), admin: admin, policy: "least-connections", logLevel: "info", logFormat: "auto"}
+			return serve(ctx, o, func(client, adminAddr string) {
+				fmt.Fprintf(out, "\nzkgate listening on %s (admin http://%s/metrics)\n", client, adminAddr)
+				fmt.Fprintf(out, "try: java -cp %s org.apache.zookeeper.ZooKeeperMain -server %s ls /\n", ens.Install().ClassPath, client)
+				fmt.Fprintf(out, "     or: zkgate check %s\n", ens.ConnectString())
+				fmt.Fprintln(out, "Ctrl-C stops zkgate and the ensemble and removes its data.")
+			})
 		},
 	}
 	cmd.Flags().IntVar(&members, "members", 3, "voting members in the local ensemble")
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:2181", "zkgate's client address")
+	cmd.Flags().StringVar(&admin, "admin", "127.0.0.1:9181", "zkgate's admin address")
 	return cmd
 }

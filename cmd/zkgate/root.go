@@ -29,7 +29,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newVersionCmd(), newDemoCmd(), newCheckCmd())
+	root.AddCommand(newVersionCmd(), newDemoCmd(), newCheckCmd(), newServeCmd())
 	return root
 }
 

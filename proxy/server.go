@@ -1,0 +1,286 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/zkgate/zkgate/health"
+	"github.com/zkgate/zkgate/jute"
+)
+
+// Config is one ensemble's data-path settings. Zero values take the defaults.
+type Config struct {
+	Name             string        // ensemble name, for logs; default "default"
+	Policy           Policy        // default LeastConnections
+	MaxFrame         int           // largest frame payload; default jute.DefaultMaxFrame
+	HandshakeTimeout time.Duration // accept to ConnectResponse; default 10s, as ZooKeeper's own
+	DialTimeout      time.Duration // per member connect attempt; default 2s
+	MaxConnections   int           // 0 = unlimited
+	DrainTimeout     time.Duration // Shutdown waits this long for sessions to end; default 10s
+}
+
+func (c Config) withDefaults() Config {
+	if c.Name == "" {
+		c.Name = "default"
+	}
+	if c.Policy == "" {
+		c.Policy = LeastConnections
+	}
+	if c.MaxFrame <= 0 {
+		c.MaxFrame = jute.DefaultMaxFrame
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 2 * time.Second
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 10 * time.Second
+	}
+	return c
+}
+
+// ViewSource gives the current health view; *health.Monitor is one.
+type ViewSource interface{ View() *health.View }
+
+// Server serves one ensemble's clients.
+type Server struct {
+	cfg   Config
+	views ViewSource
+	obs   Observer
+	adm   Admitter
+	log   zerolog.Logger
+	rr    atomic.Uint64
+
+	mu        sync.Mutex // guards below
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	perMember map[string]int
+	closing   bool
+
+	wg       sync.WaitGroup // accept loops and connections
+	received atomic.Uint64
+	sent     atomic.Uint64
+	started  time.Time
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithObserver sets the Observer that sees every request's outcome.
+func WithObserver(o Observer) Option { return func(s *Server) { s.obs = o } }
+
+// WithAdmitter sets the Admitter asked before each new session.
+func WithAdmitter(a Admitter) Option { return func(s *Server) { s.adm = a } }
+
+// NewServer returns a server for one ensemble whose health comes from views.
+func NewServer(cfg Config, views ViewSource, log zerolog.Logger, opts ...Option) *Server {
+	s := &Server{
+		cfg: cfg.withDefaults(), views: views, obs: nopObserver{}, adm: allowAll{},
+		log: log.With().Str("ensemble", cfg.withDefaults().Name).Logger(),
+		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}, perMember: map[string]int{},
+		started: time.Now(),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// ErrServerClosed is returned by Serve after Close or Shutdown.
+var ErrServerClosed = errors.New("proxy: server closed")
+
+// Serve accepts clients on ln until Close or Shutdown. It always returns an error.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	s.log.Info().Str("listen", ln.Addr().String()).Msg("accepting clients")
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn().Err(err).Dur("retry_in", delay).Msg("accept failed")
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		if !s.track(c) {
+			continue
+		}
+	}
+}
+
+// track starts a connection's goroutine unless the server is closing or full.
+func (s *Server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		c.Close()
+		return false
+	}
+	if s.cfg.MaxConnections > 0 && len(s.conns) >= s.cfg.MaxConnections {
+		c.Close()
+		s.log.Warn().Str("client", c.RemoteAddr().String()).Int("max_connections", s.cfg.MaxConnections).Msg("refused client: connection limit reached")
+		return false
+	}
+	cn := &conn{srv: s, client: c}
+	s.conns[cn] = struct{}{}
+	s.wg.Add(1)
+	go cn.serve()
+	return true
+}
+
+func (s *Server) untrack(cn *conn) {
+	s.mu.Lock()
+	delete(s.conns, cn)
+	if cn.member != "" {
+		s.perMember[cn.member]--
+	}
+	s.mu.Unlock()
+}
+
+// sessionsPerMember copies the per-member session counts for routing.
+func (s *Server) sessionsPerMember() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[string]int, len(s.perMember))
+	for k, v := range s.perMember {
+		m[k] = v
+	}
+	return m
+}
+
+func (s *Server) attach(cn *conn, member string) {
+	s.mu.Lock()
+	cn.member = member
+	s.perMember[member]++
+	s.mu.Unlock()
+}
+
+// Sessions returns a snapshot of every established session.
+func (s *Server) Sessions() []SessionInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]SessionInfo, 0, len(s.conns))
+	for cn := range s.conns {
+		if cn.sess != nil {
+			out = append(out, cn.sess.Info())
+		}
+	}
+	return out
+}
+
+// CanServe reports whether a new session could be placed now: some member serves and
+// the ensemble has a quorum. ruok and /readyz answer from it.
+func (s *Server) CanServe() bool {
+	v := s.views.View()
+	return v.Quorum && len(Route(RouteInput{View: v, Policy: Any})) > 0
+}
+
+// CloseMember closes the client connections of every session on member, so those
+// clients reconnect through zkgate to another member (ejection, member down).
+func (s *Server) CloseMember(member, reason string) int {
+	s.mu.Lock()
+	var victims []*conn
+	for cn := range s.conns {
+		if cn.member == member {
+			victims = append(victims, cn)
+		}
+	}
+	s.mu.Unlock()
+	for _, cn := range victims {
+		cn.abort(reason)
+	}
+	return len(victims)
+}
+
+// Close stops accepting and closes every connection at once, then waits for their
+// goroutines. It is idempotent.
+func (s *Server) Close() error {
+	s.stopAccepting()
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for cn := range s.conns {
+		conns = append(conns, cn)
+	}
+	s.mu.Unlock()
+	for _, cn := range conns {
+		cn.abort("zkgate shutting down")
+	}
+	s.wg.Wait()
+	return nil
+}
+
+// Shutdown stops accepting, lets sessions end on their own until ctx is done or the
+// drain timeout passes, then closes the rest.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopAccepting()
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.DrainTimeout)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		n := len(s.conns)
+		s.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			s.log.Info().Int("sessions", n).Msg("drain time over: closing remaining sessions")
+			return s.Close()
+		case <-tick.C:
+		}
+	}
+	return s.Close()
+}
+
+func (s *Server) stopAccepting() {
+	s.mu.Lock()
+	s.closing = true
+	lns := s.listeners
+	s.listeners = map[net.Listener]struct{}{}
+	s.mu.Unlock()
+	for ln := range lns {
+		ln.Close()
+	}
+}
+
+// ApplyView moves sessions off members that stopped serving: their client sockets are
+// closed so the clients reconnect through zkgate and land on a serving member. Subscribe
+// it to the health monitor.
+func (s *Server) ApplyView(v health.View) {
+	for _, m := range v.Members {
+		if m.Status == health.StatusDown || m.Status == health.StatusNotServing {
+			if n := s.CloseMember(m.Address, "member "+m.Status.String()); n > 0 {
+				s.log.Info().Str("member", m.Address).Str("status", m.Status.String()).Int("sessions", n).Msg("moved sessions off member")
+			}
+		}
+	}
+}
