@@ -1,0 +1,81 @@
+package proxy_test
+
+import (
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+	"github.com/rs/zerolog"
+	"github.com/zkgate/zkgate/health"
+	"github.com/zkgate/zkgate/internal/zktest"
+	"github.com/zkgate/zkgate/proxy"
+	"go.uber.org/goleak"
+)
+
+var shared *zktest.Ensemble
+
+func TestMain(m *testing.M) {
+	code := zktest.Main(m, zktest.Config{Members: 3}, &shared)
+	if code == 0 {
+		if err := goleak.Find(goleak.IgnoreCurrent()); err != nil {
+			os.Stderr.WriteString("goroutine leak: " + err.Error() + "\n")
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// gate is zkgate in front of an ensemble, on a free loopback port.
+type gate struct {
+	addr string
+	srv  *proxy.Server
+	mon  *health.Monitor
+}
+
+func startGate(t *testing.T, ens *zktest.Ensemble, cfg proxy.Config) *gate {
+	t.Helper()
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
+	mon := health.NewMonitor(ens.Addrs(), health.Config{Interval: 200 * time.Millisecond, Timeout: 300 * time.Millisecond}, log)
+	mon.Start()
+	srv := proxy.NewServer(cfg, mon, log)
+	mon.Subscribe(srv.ApplyView)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { srv.Serve(ln); close(done) }()
+	t.Cleanup(func() {
+		srv.Close()
+		<-done
+		mon.Close()
+	})
+	return &gate{addr: ln.Addr().String(), srv: srv, mon: mon}
+}
+
+type quietLogger struct{ t *testing.T }
+
+func (q quietLogger) Printf(format string, args ...any) {}
+
+// connect opens a go-zookeeper session through addr and waits until it has a session.
+func connect(t *testing.T, addr string) (*zk.Conn, <-chan zk.Event) {
+	t.Helper()
+	c, ev, err := zk.Connect([]string{addr}, 4*time.Second, zk.WithLogger(quietLogger{t}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	deadline := time.After(15 * time.Second)
+	for {
+		select {
+		case e := <-ev:
+			if e.State == zk.StateHasSession {
+				return c, ev
+			}
+		case <-deadline:
+			t.Fatalf("no session through %s (state %v)", addr, c.State())
+		}
+	}
+}
