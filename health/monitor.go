@@ -141,7 +141,9 @@ func (m *Monitor) poll(i int, first *sync.WaitGroup) {
 		start := m.clock.Now()
 		srvr, err := m.probe(m.ctx, m.addrs[i], m.cfg.Timeout)
 		if m.ctx.Err() != nil {
-			first.Done()
+			if first != nil {
+				first.Done()
+			}
 			return
 		}
 		m.record(i, srvr, err, m.clock.Now().Sub(start))

@@ -1,0 +1,92 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zkgate/zkgate/internal/zktest"
+	"github.com/zkgate/zkgate/proxy"
+)
+
+// zkCli runs one command of the Java client (org.apache.zookeeper.ZooKeeperMain) against
+// addr and returns its output.
+func zkCli(t *testing.T, ens *zktest.Ensemble, addr string, args ...string) string {
+	t.Helper()
+	inst := ens.Install()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, inst.Java, append([]string{"-Xshare:auto", "-XX:TieredStopAtLevel=1", "-cp", inst.ClassPath,
+		"org.apache.zookeeper.ZooKeeperMain", "-server", addr}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("zkCli %q: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+func TestJavaClientThroughZkgate(t *testing.T) {
+	ens := zktest.Require(t, shared)
+	g := startGate(t, ens, proxy.Config{})
+	p := fmt.Sprintf("/java-%d", time.Now().UnixNano())
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"create", p, "hello"}, "Created " + p},
+		{[]string{"create", p + "/child", "c"}, "Created " + p + "/child"},
+		{[]string{"get", p}, "hello"},
+		{[]string{"getAllChildrenNumber", p}, "1"},
+		{[]string{"whoami"}, "ip: 127.0.0.1"},
+		{[]string{"addWatch", "-m", "PERSISTENT_RECURSIVE", p}, "WatchedEvent state:SyncConnected"},
+		{[]string{"config"}, "server.1="},
+		{[]string{"deleteall", p}, "WatchedEvent state:SyncConnected"},
+	} {
+		out := zkCli(t, ens, g.addr, c.args...)
+		if !strings.Contains(out, c.want) {
+			t.Errorf("zkCli %q: want %q in\n%s", c.args, c.want, out)
+		}
+	}
+}
+
+func TestCClientThroughZkgate(t *testing.T) {
+	ens := zktest.Require(t, shared)
+	cli := "/usr/lib/zookeeper/bin/cli_mt"
+	if _, err := os.Stat(cli); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("C client missing: %v (apt-get install zookeeper-bin)", err)
+		}
+		t.Skipf("C client missing: %v", err)
+	}
+	g := startGate(t, ens, proxy.Config{})
+	p := fmt.Sprintf("/c-%d", time.Now().UnixNano())
+	run := func(command string) string {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, cli, "-h", g.addr, "-c", command).CombinedOutput()
+		if err != nil {
+			t.Fatalf("cli_mt %q: %v\n%s", command, err, out)
+		}
+		return string(out)
+	}
+	// cli_mt's create takes a path only (the rest of the line is part of the name).
+	if out := run("create " + p); !strings.Contains(out, "["+p+"]: rc = 0") {
+		t.Fatalf("create:\n%s", out)
+	}
+	if out := run("get " + p); !strings.Contains(out, p+": rc = 0") {
+		t.Fatalf("get:\n%s", out)
+	}
+	if out := run("ls /"); !strings.Contains(out, strings.TrimPrefix(p, "/")) {
+		t.Fatalf("ls:\n%s", out)
+	}
+	if out := run("delete " + p); !strings.Contains(out, "rc = 0") {
+		t.Fatalf("delete:\n%s", out)
+	}
+	if out := run("get " + p); !strings.Contains(out, "rc = -101") {
+		t.Fatalf("get after delete:\n%s", out)
+	}
+}

@@ -1,0 +1,38 @@
+package proxy
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/zkgate/zkgate/health"
+)
+
+func TestRoute(t *testing.T) {
+	S, D, RO := health.StatusServing, health.StatusDown, health.StatusReadOnly
+	m := func(addr, mode string, st health.Status, zxid int64) health.MemberState {
+		return health.MemberState{Address: addr, Mode: mode, Status: st, Zxid: zxid}
+	}
+	three := &health.View{Members: []health.MemberState{m("a", "leader", S, 100), m("b", "follower", S, 90), m("c", "follower", S, 100)}}
+	for _, c := range []struct {
+		name string
+		in   RouteInput
+		want []string
+	}{
+		{"least connections avoids the leader", RouteInput{View: three, Sessions: map[string]int{"b": 5, "c": 1}}, []string{"c", "b", "a"}},
+		{"ties keep member order", RouteInput{View: three}, []string{"b", "c", "a"}},
+		{"leader used when alone", RouteInput{View: &health.View{Members: []health.MemberState{m("a", "leader", S, 1), m("b", "", D, 0)}}}, []string{"a"}},
+		{"down members never", RouteInput{View: &health.View{Members: []health.MemberState{m("a", "", D, 0), m("b", "", D, 0)}}}, []string{}},
+		{"reconnect skips lagging member", RouteInput{View: three, LastZxidSeen: 95}, []string{"c", "a"}},
+		{"zxid 0 follower is tried", RouteInput{View: &health.View{Members: []health.MemberState{m("a", "leader", S, 100), m("b", "follower", S, 0)}}, LastZxidSeen: 50}, []string{"b", "a"}},
+		{"excluded", RouteInput{View: three, Excluded: map[string]bool{"c": true}}, []string{"b", "a"}},
+		{"read-only only for read-only clients", RouteInput{View: &health.View{Members: []health.MemberState{m("a", "read-only", RO, 1)}}}, []string{}},
+		{"read-only client", RouteInput{View: &health.View{Members: []health.MemberState{m("a", "read-only", RO, 1)}}, ReadOnly: true}, []string{"a"}},
+		{"round robin rotates", RouteInput{View: three, Policy: RoundRobin, Counter: 1}, []string{"b", "c", "a"}},
+		{"round robin rotates again", RouteInput{View: three, Policy: RoundRobin, Counter: 2}, []string{"c", "a", "b"}},
+		{"any keeps order", RouteInput{View: three, Policy: Any, Sessions: map[string]int{"a": 9}}, []string{"a", "b", "c"}},
+	} {
+		if got := Route(c.in); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
