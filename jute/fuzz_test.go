@@ -85,9 +85,6 @@ func FuzzHandshake(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var req ConnectRequest
 		if Decode(in, &req) == nil {
-			if out := req.Append(nil); !bytes.Equal(out, in) && !(req.Passwd == nil) {
-				t.Fatalf("ConnectRequest re-encodes differently: %x vs %x", out, in)
-			}
 			roundTrip(t, &req, func() Record { return new(ConnectRequest) })
 		}
 		var resp ConnectResponse

@@ -16,8 +16,6 @@ func (h *MultiHeader) Append(dst []byte) []byte {
 // Read implements Record.
 func (h *MultiHeader) Read(d *Decoder) { h.Type, h.Done, h.Err = OpCode(d.Int()), d.Bool(), d.Int() }
 
-const multiHeaderLen = 9
-
 // MultiEnd is the header that ends every multi request and result.
 var MultiEnd = MultiHeader{Type: OpError, Done: true, Err: -1}
 

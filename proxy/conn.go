@@ -16,9 +16,9 @@ import (
 type conn struct {
 	srv    *Server
 	client net.Conn
-	member string // guarded by srv.mu after attach
+	member string   // set once by attach, under srv.mu
 	server net.Conn
-	sess   *Session
+	sess   *Session // set once by attach, under srv.mu; read by Sessions under it
 
 	abortOnce sync.Once
 	reason    string // why it was aborted, set once
@@ -68,16 +68,22 @@ func (c *conn) serve() {
 	c.abort("member side ended")
 	wg.Wait()
 
-	if n := c.sess.inFlight(); n > 0 && downErr != nil && !errors.Is(downErr, net.ErrClosed) {
-		c.srv.obs.Lost(c.member, n)
+	// downErr is net.ErrClosed when zkgate closed the member socket (the client left or
+	// the session was aborted); anything else means the member side broke first.
+	memberBroke := !errors.Is(downErr, net.ErrClosed)
+	lost := c.sess.inFlight()
+	if lost > 0 && memberBroke {
+		c.srv.obs.Lost(c.member, lost)
 	}
 	switch {
 	case isProtocolError(upErr) || isProtocolError(downErr):
 		log.Warn().AnErr("client_side", upErr).AnErr("member_side", downErr).Msg("session closed: protocol error")
-	case downErr != nil && !errors.Is(downErr, net.ErrClosed) && !errors.Is(downErr, io.EOF) || c.reason != "" && c.reason != "client side ended" && c.reason != "member side ended":
-		log.Info().AnErr("member_side", downErr).Str("reason", c.reason).Msg("session connection closed by zkgate or member; client will reconnect")
+	case memberBroke && lost > 0:
+		log.Info().AnErr("member_side", downErr).Int("in_flight", lost).Msg("member connection lost; closed the client so it reconnects through zkgate")
+	case c.reason != "client side ended" && c.reason != "member side ended":
+		log.Info().Str("reason", c.reason).Msg("session connection closed by zkgate; client will reconnect")
 	default:
-		log.Debug().Msg("session connection ended")
+		log.Debug().AnErr("member_side", downErr).Msg("session connection ended")
 	}
 }
 
@@ -159,10 +165,9 @@ func (c *conn) place(raw []byte, req *jute.ConnectRequest, deadline time.Time) e
 			continue
 		}
 		c.server = server
-		s.attach(c, member)
-		c.sess = &Session{Client: c.client.RemoteAddr().String(), Member: member, id: resp.SessionID,
+		s.attach(c, &Session{Client: c.client.RemoteAddr().String(), Member: member, id: resp.SessionID,
 			passwd: resp.Passwd, timeout: time.Duration(resp.TimeOut) * time.Millisecond,
-			lastZxid: req.LastZxidSeen, started: time.Now()}
+			lastZxid: req.LastZxidSeen, started: time.Now()})
 		return nil
 	}
 	return fmt.Errorf("%w: %w", errNoMember, errors.Join(errs...))

@@ -175,10 +175,10 @@ func (s *Server) sessionsPerMember() map[string]int {
 	return m
 }
 
-func (s *Server) attach(cn *conn, member string) {
+func (s *Server) attach(cn *conn, sess *Session) {
 	s.mu.Lock()
-	cn.member = member
-	s.perMember[member]++
+	cn.member, cn.sess = sess.Member, sess
+	s.perMember[sess.Member]++
 	s.mu.Unlock()
 }
 
