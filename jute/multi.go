@@ -78,18 +78,11 @@ func readMulti(d *Decoder, end *MultiHeader, op func(MultiHeader) bool) {
 	}
 }
 
+// multiOpRequestBody is NewRequestBody restricted to the ops a multi or multiRead may hold.
 func multiOpRequestBody(op OpCode) (Record, error) {
 	switch op {
-	case OpCreate, OpCreate2, OpCreateContainer:
-		return new(CreateRequest), nil
-	case OpCreateTTL:
-		return new(CreateTTLRequest), nil
-	case OpDelete, OpCheck:
-		return new(PathVersionRequest), nil
-	case OpSetData:
-		return new(SetDataRequest), nil
-	case OpGetChildren, OpGetData:
-		return new(PathWatchRequest), nil
+	case OpCreate, OpCreate2, OpCreateContainer, OpCreateTTL, OpDelete, OpCheck, OpSetData, OpGetChildren, OpGetData:
+		return NewRequestBody(op)
 	}
 	return nil, ErrUnknownOpCode
 }
