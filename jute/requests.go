@@ -132,7 +132,9 @@ func (r *SetDataRequest) Append(dst []byte) []byte {
 }
 
 // Read implements Record.
-func (r *SetDataRequest) Read(d *Decoder) { r.Path, r.Data, r.Version = d.String(), d.Buffer(), d.Int() }
+func (r *SetDataRequest) Read(d *Decoder) {
+	r.Path, r.Data, r.Version = d.String(), d.Buffer(), d.Int()
+}
 
 // SetACLRequest replaces a node's ACL if its ACL version matches.
 type SetACLRequest struct {
