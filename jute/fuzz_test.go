@@ -3,8 +3,12 @@ package jute
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -29,18 +33,60 @@ func opSeed(op OpCode, r Record) []byte {
 	return r.Append(binary.BigEndian.AppendUint32(nil, uint32(op)))
 }
 
-func addSeeds(f *testing.F, response bool) {
+func addSeeds(f *testing.F) {
 	for _, r := range sampleRecords() {
 		for _, op := range []OpCode{OpCreate, OpGetData, OpMulti, OpSetWatches, OpWhoAmI, OpGetChildren2, OpAuth} {
 			f.Add(opSeed(op, r))
 		}
 	}
-	_ = response
+}
+
+// goldenStreams returns the frames of each golden file (../testdata/golden), one slice
+// per direction and file, in capture order.
+func goldenStreams(f *testing.F) (toServer, toClient [][][]byte) {
+	files, _ := filepath.Glob(filepath.Join("..", "testdata", "golden", "*.frames"))
+	for _, path := range files {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		var in, out [][]byte
+		for _, line := range strings.Split(string(data), "\n") {
+			fields := strings.Fields(line)
+			if len(fields) != 3 || strings.HasPrefix(line, "#") {
+				continue
+			}
+			b, err := hex.DecodeString(fields[2])
+			if err != nil {
+				f.Fatalf("%s: %v", path, err)
+			}
+			if fields[1] == ">" {
+				in = append(in, b)
+			} else {
+				out = append(out, b)
+			}
+		}
+		toServer, toClient = append(toServer, in), append(toClient, out)
+	}
+	return toServer, toClient
+}
+
+// addGoldenRequests seeds with the opcode and body of every golden request.
+func addGoldenRequests(f *testing.F) {
+	toServer, _ := goldenStreams(f)
+	for _, frames := range toServer {
+		for _, fr := range frames[1:] { // frames[0] is the ConnectRequest
+			if len(fr) >= 12 {
+				f.Add(fr[8:]) // op then body
+			}
+		}
+	}
 }
 
 // FuzzRequestBody decodes any bytes as the body of any request opcode.
 func FuzzRequestBody(f *testing.F) {
-	addSeeds(f, false)
+	addSeeds(f)
+	addGoldenRequests(f)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if len(in) < 4 {
 			return
@@ -59,7 +105,7 @@ func FuzzRequestBody(f *testing.F) {
 
 // FuzzResponseBody decodes any bytes as the reply body for any opcode.
 func FuzzResponseBody(f *testing.F) {
-	addSeeds(f, true)
+	addSeeds(f)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if len(in) < 4 {
 			return
@@ -82,6 +128,11 @@ func FuzzHandshake(f *testing.F) {
 	for _, r := range sampleRecords() {
 		f.Add(r.Append(nil))
 	}
+	toServer, toClient := goldenStreams(f)
+	for i := range toServer {
+		f.Add(toServer[i][0][4:])
+		f.Add(toClient[i][0][4:])
+	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var req ConnectRequest
 		if Decode(in, &req) == nil {
@@ -99,6 +150,10 @@ func FuzzHandshake(f *testing.F) {
 func FuzzFrames(f *testing.F) {
 	for _, r := range sampleRecords() {
 		f.Add(AppendFrame(nil, &RequestHeader{1, OpCreate}, r))
+	}
+	toServer, toClient := goldenStreams(f)
+	for _, stream := range append(toServer, toClient...) {
+		f.Add(bytes.Join(stream, nil))
 	}
 	f.Add([]byte("ruok"))
 	f.Add([]byte{0x7f, 0xff, 0xff, 0xff})

@@ -3,7 +3,6 @@ package proxy_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -17,12 +16,9 @@ import (
 // addr and returns its output.
 func zkCli(t *testing.T, ens *zktest.Ensemble, addr string, args ...string) string {
 	t.Helper()
-	inst := ens.Install()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, inst.Java, append([]string{"-Xshare:auto", "-XX:TieredStopAtLevel=1", "-cp", inst.ClassPath,
-		"org.apache.zookeeper.ZooKeeperMain", "-server", addr}, args...)...)
-	out, err := cmd.CombinedOutput()
+	out, err := ens.Install().JavaCLI(ctx, addr, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("zkCli %q: %v\n%s", args, err, out)
 	}
@@ -55,13 +51,7 @@ func TestJavaClientThroughZkgate(t *testing.T) {
 
 func TestCClientThroughZkgate(t *testing.T) {
 	ens := zktest.Require(t, shared)
-	cli := "/usr/lib/zookeeper/bin/cli_mt"
-	if _, err := os.Stat(cli); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("C client missing: %v (apt-get install zookeeper-bin)", err)
-		}
-		t.Skipf("C client missing: %v", err)
-	}
+	cli := zktest.RequireCClient(t)
 	g := startGate(t, ens, proxy.Config{})
 	p := fmt.Sprintf("/c-%d", time.Now().UnixNano())
 	run := func(command string) string {

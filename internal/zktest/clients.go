@@ -1,0 +1,42 @@
+package zktest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// JavaCLI returns the Java client shell (org.apache.zookeeper.ZooKeeperMain, zkCli)
+// connected to server. With args it runs them as one command and exits; without, it
+// reads commands from its standard input.
+func (i Install) JavaCLI(ctx context.Context, server string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, i.Java, append([]string{"-Xshare:auto", "-XX:TieredStopAtLevel=1", "-cp", i.ClassPath,
+		"org.apache.zookeeper.ZooKeeperMain", "-server", server}, args...)...)
+}
+
+// CClient is the path of the C client shell cli_mt: ZOOKEEPER_CLI_MT, or Debian's
+// (apt-get install zookeeper-bin).
+func CClient() (string, error) {
+	p := os.Getenv("ZOOKEEPER_CLI_MT")
+	if p == "" {
+		p = "/usr/lib/zookeeper/bin/cli_mt"
+	}
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("%w: C client %s missing (apt-get install zookeeper-bin, or set ZOOKEEPER_CLI_MT)", ErrNotInstalled, p)
+	}
+	return p, nil
+}
+
+// RequireCClient returns cli_mt's path, or skips the test when it is missing (fails
+// under CI=true).
+func RequireCClient(tb testing.TB) string {
+	tb.Helper()
+	p, err := CClient()
+	if err != nil {
+		missing(tb, err)
+		tb.Fatal(err)
+	}
+	return p
+}
