@@ -16,7 +16,7 @@ import (
 type conn struct {
 	srv    *Server
 	client net.Conn
-	member string   // set once by attach, under srv.mu
+	member string // set once by attach, under srv.mu
 	server net.Conn
 	sess   *Session // set once by attach, under srv.mu; read by Sessions under it
 

@@ -3,7 +3,9 @@ package proxy_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -79,4 +81,50 @@ func TestCClientThroughZkgate(t *testing.T) {
 	if out := run("get " + p); !strings.Contains(out, "rc = -101") {
 		t.Fatalf("get after delete:\n%s", out)
 	}
+}
+
+// runClient runs a client library's smoke script (testdata/clients) against addr and
+// checks that it reached the end. probe checks the library is there first; without it the
+// test skips, or fails under CI=true (.ci/run installs the libraries).
+func runClient(t *testing.T, addr string, probe *exec.Cmd, tool, script string) {
+	t.Helper()
+	if out, err := probe.CombinedOutput(); err != nil {
+		msg := fmt.Sprintf("%s: %v %s(.ci/run installs it)", probe, err, out)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	name := strings.TrimSuffix(filepath.Base(script), filepath.Ext(script))
+	root := fmt.Sprintf("/%s-%d", name, time.Now().UnixNano())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, tool, script, addr, root).CombinedOutput()
+	t.Logf("%s:\n%s", name, out)
+	if err != nil || !strings.HasSuffix(strings.TrimSpace(string(out)), "OK") {
+		t.Fatalf("%s through zkgate: %v", name, err)
+	}
+}
+
+// TestKazooThroughZkgate runs kazoo (Debian's python3-kazoo; ZKGATE_PYTHON names another
+// python3 that has it).
+func TestKazooThroughZkgate(t *testing.T) {
+	ens := zktest.Require(t, shared)
+	g := startGate(t, ens, proxy.Config{})
+	python := os.Getenv("ZKGATE_PYTHON")
+	if python == "" {
+		python = "/usr/bin/python3"
+	}
+	runClient(t, g.addr, exec.Command(python, "-c", "import kazoo"), python,
+		filepath.Join("..", "testdata", "clients", "kazoo_smoke.py"))
+}
+
+// TestNodeClientThroughZkgate runs node-zookeeper-client (npm ci in testdata/clients/node).
+func TestNodeClientThroughZkgate(t *testing.T) {
+	ens := zktest.Require(t, shared)
+	g := startGate(t, ens, proxy.Config{})
+	dir := filepath.Join("..", "testdata", "clients", "node")
+	probe := exec.Command("node", "-e", "require('node-zookeeper-client')")
+	probe.Dir = dir
+	runClient(t, g.addr, probe, "node", filepath.Join(dir, "smoke.js"))
 }

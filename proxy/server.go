@@ -83,7 +83,7 @@ func WithAdmitter(a Admitter) Option { return func(s *Server) { s.adm = a } }
 func NewServer(cfg Config, views ViewSource, log zerolog.Logger, opts ...Option) *Server {
 	s := &Server{
 		cfg: cfg.withDefaults(), views: views, obs: nopObserver{}, adm: allowAll{},
-		log: log.With().Str("ensemble", cfg.withDefaults().Name).Logger(),
+		log:       log.With().Str("ensemble", cfg.withDefaults().Name).Logger(),
 		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}, perMember: map[string]int{},
 		started: time.Now(),
 	}
