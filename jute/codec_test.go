@@ -146,22 +146,28 @@ func TestHeadersParse(t *testing.T) {
 func TestFrameReader(t *testing.T) {
 	small := AppendFrame(nil, &RequestHeader{1, OpGetData}, &GetDataRequest{"/a", false})
 	big := AppendFrame(nil, &RequestHeader{2, OpSetData}, &SetDataRequest{"/b", bytes.Repeat([]byte{7}, 900_000), -1})
-	stream := append(append(append([]byte{}, small...), big...), small...)
-	fr := NewFrameReader(bytes.NewReader(stream), 0)
-	for i, want := range [][]byte{small, big, small} {
-		got, err := fr.Next()
-		if err != nil {
-			t.Fatalf("frame %d: %v", i, err)
+	medium := AppendFrame(nil, &RequestHeader{3, OpSetData}, &SetDataRequest{"/c", bytes.Repeat([]byte{8}, 5000), -1})
+	want := [][]byte{small, big, small, medium, medium, small}
+	stream := bytes.Join(want, nil)
+	// Each buffer size sends frames down both paths: views into the buffer, and copies
+	// into pooled buffers for frames bigger than it.
+	for _, size := range []int{16, 4096, DefaultReadBuffer} {
+		fr := NewFrameReaderSize(bytes.NewReader(stream), 0, size)
+		for i, w := range want {
+			got, err := fr.Next()
+			if err != nil {
+				t.Fatalf("buffer %d, frame %d: %v", size, i, err)
+			}
+			if !bytes.Equal(got, w) {
+				t.Fatalf("buffer %d, frame %d differs (%d vs %d bytes)", size, i, len(got), len(w))
+			}
 		}
-		if !bytes.Equal(got, want) {
-			t.Fatalf("frame %d differs (%d vs %d bytes)", i, len(got), len(want))
+		if _, err := fr.Next(); err != io.EOF {
+			t.Fatalf("buffer %d, end: %v", size, err)
 		}
-	}
-	if _, err := fr.Next(); err != io.EOF {
-		t.Fatalf("end: %v", err)
 	}
 
-	fr = NewFrameReader(bytes.NewReader(AppendInt(nil, 0x7fffffff)), 0)
+	fr := NewFrameReader(bytes.NewReader(AppendInt(nil, 0x7fffffff)), 0)
 	_, err := fr.Next()
 	var tl *FrameTooLargeError
 	if !errors.As(err, &tl) || tl.Length != 0x7fffffff || tl.Limit != DefaultMaxFrame {

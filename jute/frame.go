@@ -15,9 +15,10 @@ const FrameSlack = 1024
 // DefaultMaxFrame is the default largest frame payload: jute.maxbuffer plus FrameSlack.
 const DefaultMaxFrame = DefaultMaxBuffer + FrameSlack
 
-// readBufSize is the buffered reader's size: frames up to this size are handed out
-// straight from its buffer, without a copy.
-const readBufSize = 64 << 10
+// DefaultReadBuffer is the buffered reader's default size: frames up to this size are
+// handed out straight from its buffer, without a copy; larger ones are copied into a
+// pooled buffer.
+const DefaultReadBuffer = 64 << 10
 
 // FrameReader reads length-prefixed frames from a stream. It checks each length against
 // its limit before allocating anything.
@@ -35,10 +36,17 @@ type FrameReader struct {
 // NewFrameReader returns a reader with a payload limit of max bytes (DefaultMaxFrame
 // when max <= 0).
 func NewFrameReader(r io.Reader, max int) *FrameReader {
+	return NewFrameReaderSize(r, max, DefaultReadBuffer)
+}
+
+// NewFrameReaderSize is NewFrameReader with a read buffer of bufSize bytes (at least 16).
+// A relay holding thousands of mostly idle sessions uses a small buffer: the typical
+// request and reply fit, and the rare large frame goes through the pool.
+func NewFrameReaderSize(r io.Reader, max, bufSize int) *FrameReader {
 	if max <= 0 {
 		max = DefaultMaxFrame
 	}
-	return &FrameReader{br: bufio.NewReaderSize(r, readBufSize), max: max}
+	return &FrameReader{br: bufio.NewReaderSize(r, bufSize), max: max}
 }
 
 // Reader exposes the buffered reader, for a caller that must peek at a connection's

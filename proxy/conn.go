@@ -36,8 +36,9 @@ func (c *conn) abort(reason string) {
 }
 
 var (
-	errNoMember    = errors.New("no member can take the session")
-	errNotAdmitted = errors.New("ensemble breaker refuses new sessions")
+	errClientSilent = errors.New("client sent nothing for 1.5 session timeouts")
+	errNoMember     = errors.New("no member can take the session")
+	errNotAdmitted  = errors.New("ensemble breaker refuses new sessions")
 )
 
 func (c *conn) serve() {
@@ -78,8 +79,12 @@ func (c *conn) serve() {
 	switch {
 	case isProtocolError(upErr) || isProtocolError(downErr):
 		log.Warn().AnErr("client_side", upErr).AnErr("member_side", downErr).Msg("session closed: protocol error")
-	case memberBroke && lost > 0:
-		log.Info().AnErr("member_side", downErr).Int("in_flight", lost).Msg("member connection lost; closed the client so it reconnects through zkgate")
+	case errors.Is(upErr, errClientSilent):
+		log.Warn().Err(upErr).Msg("closed silent client")
+	case memberBroke:
+		// The member closed the session's connection: it expired the session, it stopped
+		// serving, or it died. The client reconnects through zkgate.
+		log.Info().AnErr("member_side", downErr).Int("in_flight", lost).Msg("member closed the session connection; closed the client")
 	case c.reason != "client side ended" && c.reason != "member side ended":
 		log.Info().Str("reason", c.reason).Msg("session connection closed by zkgate; client will reconnect")
 	default:
@@ -105,11 +110,12 @@ func (c *conn) handshake() (*jute.FrameReader, error) {
 	cfg := c.srv.cfg
 	deadline := time.Now().Add(cfg.HandshakeTimeout)
 	c.client.SetDeadline(deadline)
-	fr := jute.NewFrameReader(c.client, cfg.MaxFrame)
+	fr := jute.NewFrameReaderSize(c.client, cfg.MaxFrame, cfg.BufferSize)
 	first, err := fr.Reader().Peek(4)
 	if err != nil {
 		return nil, fmt.Errorf("handshake: reading first bytes: %w", describeRead(err))
 	}
+	first = append([]byte(nil), first...) // for the refusal message; Peek's slice does not last
 	if cmd, ok := jute.FourLetterWord(first); ok {
 		fr.Reader().Discard(4)
 		if cmd == "stmk" {
@@ -120,6 +126,12 @@ func (c *conn) handshake() (*jute.FrameReader, error) {
 	}
 	frame, err := fr.Next()
 	if err != nil {
+		var tl *jute.FrameTooLargeError
+		if errors.As(err, &tl) || errors.Is(err, jute.ErrBadLength) {
+			// Most often not a ZooKeeper client at all (an HTTP probe, TLS, a port scan):
+			// the first bytes say which.
+			return nil, fmt.Errorf("handshake: not a ZooKeeper ConnectRequest (first bytes %q): %w", first, err)
+		}
 		return nil, fmt.Errorf("handshake: reading ConnectRequest: %w", describeRead(err))
 	}
 	var req jute.ConnectRequest
@@ -224,18 +236,31 @@ func describeRead(err error) error {
 	return err
 }
 
-const writeBufSize = 16 << 10
-
 // clientToServer relays client frames to the member. It decodes each request header,
 // records the request in the session's FIFO before forwarding (so the reply cannot
 // overtake it), and flushes only when no more client bytes are waiting.
+//
+// A client pings at a third of its session timeout, so one silent for 1.5 timeouts is gone
+// (a host that vanished without a FIN): its read deadline closes the session connection.
 func (c *conn) clientToServer(fr *jute.FrameReader) error {
-	bw := bufio.NewWriterSize(c.server, writeBufSize)
+	bw := bufio.NewWriterSize(c.server, c.srv.cfg.BufferSize)
+	idle := c.sess.timeout + c.sess.timeout/2
+	var armed time.Time
 	for {
+		if idle > 0 {
+			if now := time.Now(); now.Sub(armed) > idle/4 {
+				c.client.SetReadDeadline(now.Add(idle))
+				armed = now
+			}
+		}
 		frame, err := fr.Next()
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
 				return err
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return fmt.Errorf("%w (%v)", errClientSilent, idle)
 			}
 			var tl *jute.FrameTooLargeError
 			if errors.As(err, &tl) || errors.Is(err, jute.ErrBadLength) {
@@ -313,8 +338,8 @@ func (c *conn) note(h jute.RequestHeader, body []byte) inflight {
 // serverToClient relays member frames to the client, matching each reply with the
 // oldest request in flight and reporting its latency and outcome.
 func (c *conn) serverToClient() error {
-	fr := jute.NewFrameReader(c.server, c.srv.cfg.MaxFrame)
-	bw := bufio.NewWriterSize(c.client, writeBufSize)
+	fr := jute.NewFrameReaderSize(c.server, c.srv.cfg.MaxFrame, c.srv.cfg.BufferSize)
+	bw := bufio.NewWriterSize(c.client, c.srv.cfg.BufferSize)
 	for {
 		frame, err := fr.Next()
 		if err != nil {

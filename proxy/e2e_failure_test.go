@@ -1,9 +1,11 @@
 package proxy_test
 
 import (
+	"context"
 	"encoding/binary"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -147,26 +149,31 @@ func TestBadClientsRefusedOthersServed(t *testing.T) {
 	g := startGate(t, ens, proxy.Config{HandshakeTimeout: 500 * time.Millisecond})
 	good, _ := connect(t, g.addr)
 	half := jute.AppendFrame(nil, &jute.ConnectRequest{TimeOut: 4000, Passwd: make([]byte, 16)})
-	for name, payload := range map[string][]byte{
-		"garbage":       []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
-		"length 2^31-1": binary.BigEndian.AppendUint32(nil, 0x7fffffff),
-		"negative len":  binary.BigEndian.AppendUint32(nil, 0xfffffff0),
-		"half frame":    half[:20],
-		"silent":        nil,
-		"bad connect":   jute.AppendFrame(nil, &jute.PathRequest{Path: "/x"}),
+	for _, c := range []struct {
+		name    string
+		payload []byte
+		logged  string // what the refusal's log line says
+	}{
+		{"garbage", []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), `first bytes \"GET \"`},
+		{"length 2^31-1", binary.BigEndian.AppendUint32(nil, 0x7fffffff), "frame length 2147483647 exceeds limit"},
+		{"negative len", binary.BigEndian.AppendUint32(nil, 0xfffffff0), "bad length"},
+		{"half frame", half[:20], "before the handshake deadline"},
+		{"silent", nil, "client sent nothing complete before the handshake deadline"},
+		{"bad connect", jute.AppendFrame(nil, &jute.PathRequest{Path: "/x"}), "bad ConnectRequest"},
 	} {
-		t.Run(name, func(t *testing.T) {
+		t.Run(c.name, func(t *testing.T) {
 			conn, err := net.Dial("tcp", g.addr)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer conn.Close()
-			conn.Write(payload)
+			conn.Write(c.payload)
 			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 			n, err := conn.Read(make([]byte, 64))
 			if n != 0 || err != io.EOF {
 				t.Fatalf("read %d bytes, %v; want zkgate to close the connection", n, err)
 			}
+			g.waitLog(t, 5*time.Second, "refused client", conn.LocalAddr().String(), c.logged)
 			if _, _, err := good.Get("/"); err != nil {
 				t.Fatalf("good session broken by a bad client: %v", err)
 			}
@@ -187,4 +194,110 @@ func containsAll(s string, subs ...string) bool {
 		}
 	}
 	return true
+}
+
+// A client that completes the handshake and then goes silent (its host vanished without
+// a FIN) is closed after 1.5 session timeouts, with a log line saying why.
+func TestSilentSessionClosed(t *testing.T) {
+	ens := zktest.Require(t, shared)
+	g := startGate(t, ens, proxy.Config{})
+	conn, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// ZooKeeper negotiates the timeout into [2, 20] ticks: 400..4000 ms at tickTime 200.
+	conn.Write(jute.AppendFrame(nil, &jute.ConnectRequest{TimeOut: 1000, Passwd: make([]byte, 16)}))
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	fr := jute.NewFrameReader(conn, 0)
+	frame, err := fr.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp jute.ConnectResponse
+	if err := jute.Decode(frame[4:], &resp); err != nil || resp.SessionID == 0 {
+		t.Fatalf("ConnectResponse %+v: %v", resp, err)
+	}
+	start := time.Now()
+	_, err = fr.Next()
+	if err != io.EOF {
+		t.Fatalf("after going silent: %v, want the connection closed", err)
+	}
+	// Either zkgate's read deadline or the member expiring the session closes it; both
+	// must happen, and the log says which came first.
+	t.Logf("silent session 0x%x (timeout %d ms) closed after %v", resp.SessionID, resp.TimeOut, time.Since(start))
+	g.waitLog(t, 10*time.Second, conn.LocalAddr().String())
+}
+
+// Shutdown stops accepting at once, lets a live session keep working while it drains,
+// returns as soon as the last session ends, and closes sessions left at the drain time.
+func TestGracefulShutdown(t *testing.T) {
+	ens := zktest.Require(t, shared)
+	g := startGate(t, ens, proxy.Config{DrainTimeout: 30 * time.Second})
+	leaving, _ := connect(t, g.addr)
+	done := make(chan error, 1)
+	go func() { done <- g.srv.Shutdown(context.Background()) }()
+	// New clients are turned away: the listener is closed.
+	waitUntil(t, 5*time.Second, "the listener to close", func() bool {
+		c, err := net.DialTimeout("tcp", g.addr, time.Second)
+		if err != nil {
+			return true
+		}
+		c.Close()
+		return false
+	})
+	// The session that was there keeps working while zkgate drains.
+	if _, err := leaving.Create("/drain-"+strconv.FormatInt(time.Now().UnixNano(), 36), nil, zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatalf("session broken during drain: %v", err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned %v with a session still open", err)
+	default:
+	}
+	start := time.Now()
+	leaving.Close()
+	select {
+	case err := <-done:
+		t.Logf("Shutdown returned %v, %v after the last session closed", err, time.Since(start))
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown did not return after the last session ended")
+	}
+
+	// A session that never leaves is closed when the drain time is over.
+	g2 := startGate(t, ens, proxy.Config{DrainTimeout: 300 * time.Millisecond})
+	_, events := connect(t, g2.addr)
+	start = time.Now()
+	if err := g2.srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Shutdown with a session that stays: returned after %v (drain 300ms)", time.Since(start))
+	waitEvent(t, events, zk.StateDisconnected, 10*time.Second)
+	g2.waitLog(t, 5*time.Second, "drain time over")
+}
+
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func waitEvent(t *testing.T, events <-chan zk.Event, state zk.State, d time.Duration) {
+	t.Helper()
+	deadline := time.After(d)
+	for {
+		select {
+		case e := <-events:
+			if e.State == state {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no %v event within %v", state, d)
+		}
+	}
 }

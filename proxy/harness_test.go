@@ -1,7 +1,11 @@
 package proxy_test
 
 import (
+	"bytes"
+	"io"
 	"net"
+	"strings"
+	"sync"
 	"os"
 	"testing"
 	"time"
@@ -32,11 +36,48 @@ type gate struct {
 	addr string
 	srv  *proxy.Server
 	mon  *health.Monitor
+	logs *logBuffer // everything zkgate logged, as JSON lines
+}
+
+// logBuffer collects zkgate's log lines for a test to check what an operator would see.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// waitLog waits until zkgate has logged a line holding every one of subs.
+func (g *gate) waitLog(t *testing.T, d time.Duration, subs ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		for _, line := range strings.Split(g.logs.String(), "\n") {
+			if containsAll(line, subs...) {
+				return line
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line with %q within %v", subs, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func startGate(t *testing.T, ens *zktest.Ensemble, cfg proxy.Config) *gate {
 	t.Helper()
-	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
+	logs := &logBuffer{}
+	log := zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), logs)).Level(zerolog.InfoLevel).With().Timestamp().Logger()
 	mon := health.NewMonitor(ens.Addrs(), health.Config{Interval: 200 * time.Millisecond, Timeout: 300 * time.Millisecond}, log)
 	mon.Start()
 	srv := proxy.NewServer(cfg, mon, log)
@@ -52,7 +93,7 @@ func startGate(t *testing.T, ens *zktest.Ensemble, cfg proxy.Config) *gate {
 		<-done
 		mon.Close()
 	})
-	return &gate{addr: ln.Addr().String(), srv: srv, mon: mon}
+	return &gate{addr: ln.Addr().String(), srv: srv, mon: mon, logs: logs}
 }
 
 type quietLogger struct{ t *testing.T }

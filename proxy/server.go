@@ -22,6 +22,10 @@ type Config struct {
 	DialTimeout      time.Duration // per member connect attempt; default 2s
 	MaxConnections   int           // 0 = unlimited
 	DrainTimeout     time.Duration // Shutdown waits this long for sessions to end; default 10s
+	// BufferSize is each session's read and write buffer per direction; default 4 KiB.
+	// Frames that do not fit are read into pooled buffers, so it bounds idle memory, not
+	// the largest frame.
+	BufferSize int
 }
 
 func (c Config) withDefaults() Config {
@@ -42,6 +46,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 10 * time.Second
+	}
+	if c.BufferSize < 64 {
+		c.BufferSize = 4 << 10
 	}
 	return c
 }
