@@ -1,0 +1,339 @@
+package breaker
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/zkgate/zkgate/jute"
+)
+
+// EjectionConfig holds member ejection settings (YAML under `ejection:`).
+type EjectionConfig struct {
+	Enabled                    bool          `yaml:"enabled"`
+	ConsecutiveConnectFailures int           `yaml:"consecutive_connect_failures"` // in a row, with no success between
+	FailureRatio               float64       `yaml:"failure_ratio"`                // failed/requests in the window
+	MinRequests                int           `yaml:"min_requests"`                 // per member in the window before ratio or latency count
+	Window                     time.Duration `yaml:"window"`                       // the member statistics window
+	LatencyFactor              float64       `yaml:"latency_factor"`               // mean latency over the peers' median that ejects
+	LatencyFloor               time.Duration `yaml:"latency_floor"`                // a mean below this never ejects
+	BaseTime                   time.Duration `yaml:"base_time"`                    // first ejection; doubles with each repeat
+	MaxTime                    time.Duration `yaml:"max_time"`                     // cap on the ejection time
+}
+
+// DefaultEjectionConfig is member ejection as shipped.
+func DefaultEjectionConfig() EjectionConfig {
+	return EjectionConfig{
+		Enabled:                    true,
+		ConsecutiveConnectFailures: 3,
+		FailureRatio:               0.5,
+		MinRequests:                10,
+		Window:                     10 * time.Second,
+		LatencyFactor:              5,
+		LatencyFloor:               100 * time.Millisecond,
+		BaseTime:                   5 * time.Second,
+		MaxTime:                    60 * time.Second,
+	}
+}
+
+// Validate names the first setting that cannot work.
+func (c EjectionConfig) Validate() error {
+	switch {
+	case c.ConsecutiveConnectFailures < 1:
+		return fmt.Errorf("consecutive_connect_failures %d: want at least 1", c.ConsecutiveConnectFailures)
+	case c.FailureRatio <= 0 || c.FailureRatio > 1:
+		return fmt.Errorf("failure_ratio %v: want a ratio in (0, 1]", c.FailureRatio)
+	case c.MinRequests < 1:
+		return fmt.Errorf("min_requests %d: want at least 1", c.MinRequests)
+	case c.Window <= 0:
+		return fmt.Errorf("window %v: want a positive duration", c.Window)
+	case c.LatencyFactor <= 1:
+		return fmt.Errorf("latency_factor %v: want more than 1", c.LatencyFactor)
+	case c.BaseTime <= 0:
+		return fmt.Errorf("base_time %v: want a positive duration", c.BaseTime)
+	case c.MaxTime < c.BaseTime:
+		return fmt.Errorf("max_time %v: want at least base_time (%v)", c.MaxTime, c.BaseTime)
+	}
+	return nil
+}
+
+// counters are one member's data-path statistics since the last Evaluate. The relay
+// adds to them without a lock.
+type counters struct {
+	requests     atomic.Int64
+	failures     atomic.Int64
+	latencyNs    atomic.Int64
+	samples      atomic.Int64
+	connectFails atomic.Int64 // in a row
+}
+
+// member is one member's ejection state; Ejector.mu guards it.
+type member struct {
+	addr string
+	c    *counters
+
+	windowStart                            time.Time
+	requests, failures, latencyNs, samples int64
+
+	down       bool // health says so
+	ejected    bool
+	until      time.Time
+	count      int // ejections in a row, for the growing ejection time
+	lastReturn time.Time
+	reason     string
+	capLogged  bool
+}
+
+// Change is one ejection or return.
+type Change struct {
+	Member  string
+	Ejected bool
+	Reason  string
+	Until   time.Time // end of the ejection time
+}
+
+// MemberStatus is a member's ejection state for the status API.
+type MemberStatus struct {
+	Address string    `json:"address"`
+	Ejected bool      `json:"ejected"`
+	Until   time.Time `json:"until,omitzero"`
+	Reason  string    `json:"reason,omitempty"`
+	Count   int       `json:"ejections"`
+}
+
+// Ejector takes single bad members out of rotation. Its decisions are functions of the
+// recorded outcomes and the times passed to Evaluate and ObserveHealth.
+type Ejector struct {
+	cfg     EjectionConfig
+	log     zerolog.Logger
+	byAddr  map[string]*counters // fixed at construction: lock-free lookups on the hot path
+	maxOut  int                  // a minority
+	mu      sync.Mutex
+	members []*member
+	out     atomic.Pointer[map[string]bool]
+}
+
+// NewEjector returns an ejector for the given members. At most (n-1)/2 of them are out
+// at once, counting members health reports down: the rest must stay a majority.
+func NewEjector(addrs []string, cfg EjectionConfig, log zerolog.Logger) *Ejector {
+	j := &Ejector{cfg: cfg, log: log, byAddr: map[string]*counters{}, maxOut: (len(addrs) - 1) / 2}
+	for _, a := range addrs {
+		c := &counters{}
+		j.byAddr[a] = c
+		j.members = append(j.members, &member{addr: a, c: c})
+	}
+	empty := map[string]bool{}
+	j.out.Store(&empty)
+	return j
+}
+
+// Excluded is the set of ejected members, for routing. It must not be modified.
+func (j *Ejector) Excluded() map[string]bool { return *j.out.Load() }
+
+// Reply records a reply from member.
+func (j *Ejector) Reply(addr string, code jute.ErrCode, latency time.Duration) {
+	c := j.byAddr[addr]
+	if c == nil {
+		return
+	}
+	c.requests.Add(1)
+	if code.System() {
+		c.failures.Add(1)
+	}
+	c.latencyNs.Add(int64(latency))
+	c.samples.Add(1)
+}
+
+// Stalled records a request in flight on member for longer than the slow-call threshold,
+// as a failure whose latency is at least age. Its reply, if it comes, is not recorded.
+func (j *Ejector) Stalled(addr string, age time.Duration) {
+	if c := j.byAddr[addr]; c != nil {
+		c.requests.Add(1)
+		c.failures.Add(1)
+		c.latencyNs.Add(int64(age))
+		c.samples.Add(1)
+	}
+}
+
+// Lost records n requests whose member connection died before their replies.
+func (j *Ejector) Lost(addr string, n int) {
+	if c := j.byAddr[addr]; c != nil {
+		c.requests.Add(int64(n))
+		c.failures.Add(int64(n))
+	}
+}
+
+// ConnectFailed records a failed connect to member.
+func (j *Ejector) ConnectFailed(addr string) {
+	if c := j.byAddr[addr]; c != nil {
+		c.connectFails.Add(1)
+	}
+}
+
+// Connected records a successful connect to member.
+func (j *Ejector) Connected(addr string) {
+	if c := j.byAddr[addr]; c != nil && c.connectFails.Load() != 0 {
+		c.connectFails.Store(0)
+	}
+}
+
+// ObserveHealth takes health's word on one member: a member that is down is ejected at
+// once (a dead member is out whatever the cap says); one that is back returns when its
+// ejection time is over.
+func (j *Ejector) ObserveHealth(addr string, down bool, why string, now time.Time) []Change {
+	if !j.cfg.Enabled {
+		return nil
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, m := range j.members {
+		if m.addr != addr {
+			continue
+		}
+		m.down = down
+		if down && !m.ejected {
+			return []Change{j.eject(m, now, "health: "+why)}
+		}
+	}
+	return nil
+}
+
+// Evaluate folds in the statistics recorded since the last call and decides ejections
+// and returns as of now.
+func (j *Ejector) Evaluate(now time.Time) []Change {
+	if !j.cfg.Enabled {
+		return nil
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var changes []Change
+	for _, m := range j.members {
+		if m.windowStart.IsZero() || now.Sub(m.windowStart) >= j.cfg.Window {
+			m.windowStart, m.requests, m.failures, m.latencyNs, m.samples = now, 0, 0, 0, 0
+		}
+		m.requests += m.c.requests.Swap(0)
+		m.failures += m.c.failures.Swap(0)
+		m.latencyNs += m.c.latencyNs.Swap(0)
+		m.samples += m.c.samples.Swap(0)
+		if m.ejected && !m.down && !now.Before(m.until) {
+			m.ejected, m.lastReturn, m.reason = false, now, ""
+			m.c.connectFails.Store(0)
+			changes = append(changes, Change{Member: m.addr, Reason: "ejection time over"})
+			j.log.Info().Str("member", m.addr).Int("ejections", m.count).Msg("member returned to rotation")
+		}
+		if !m.ejected && m.count > 0 && now.Sub(m.lastReturn) >= j.cfg.MaxTime {
+			m.count = 0 // well behaved for a while: the next ejection starts at base_time again
+		}
+	}
+	if len(changes) > 0 {
+		j.publish()
+	}
+	for _, m := range j.members {
+		if m.ejected || m.down {
+			continue
+		}
+		why := j.verdict(m)
+		if why == "" {
+			m.capLogged = false
+			continue
+		}
+		if j.outCount() >= j.maxOut {
+			if !m.capLogged {
+				m.capLogged = true
+				j.log.Warn().Str("member", m.addr).Str("reason", why).Int("max_ejected", j.maxOut).
+					Msg("not ejecting member: the rest would no longer be a majority")
+			}
+			continue
+		}
+		changes = append(changes, j.eject(m, now, why))
+	}
+	return changes
+}
+
+// verdict says why m should be ejected, or "".
+func (j *Ejector) verdict(m *member) string {
+	if n := m.c.connectFails.Load(); n >= int64(j.cfg.ConsecutiveConnectFailures) {
+		return fmt.Sprintf("%d consecutive connect failures", n)
+	}
+	if m.requests >= int64(j.cfg.MinRequests) {
+		if r := float64(m.failures) / float64(m.requests); r >= j.cfg.FailureRatio {
+			return fmt.Sprintf("failure ratio %.2f over %d requests (threshold %.2f)", r, m.requests, j.cfg.FailureRatio)
+		}
+	}
+	if m.samples < int64(j.cfg.MinRequests) {
+		return ""
+	}
+	mean := time.Duration(m.latencyNs / m.samples)
+	var peers []time.Duration
+	for _, p := range j.members {
+		if p != m && !p.ejected && !p.down && p.samples >= int64(j.cfg.MinRequests) {
+			peers = append(peers, time.Duration(p.latencyNs/p.samples))
+		}
+	}
+	if len(peers) == 0 || mean < j.cfg.LatencyFloor {
+		return ""
+	}
+	sort.Slice(peers, func(a, b int) bool { return peers[a] < peers[b] })
+	median := peers[len(peers)/2]
+	if len(peers)%2 == 0 {
+		median = (peers[len(peers)/2-1] + peers[len(peers)/2]) / 2
+	}
+	if float64(mean) > j.cfg.LatencyFactor*float64(median) {
+		return fmt.Sprintf("mean latency %v over %d requests is more than %.1f× the peers' median %v",
+			mean.Round(time.Microsecond), m.samples, j.cfg.LatencyFactor, median.Round(time.Microsecond))
+	}
+	return ""
+}
+
+func (j *Ejector) outCount() int {
+	n := 0
+	for _, m := range j.members {
+		if m.ejected || m.down {
+			n++
+		}
+	}
+	return n
+}
+
+// eject takes m out until base_time × 2^(repeats), capped at max_time.
+func (j *Ejector) eject(m *member, now time.Time, why string) Change {
+	d := time.Duration(float64(j.cfg.BaseTime) * math.Pow(2, float64(m.count)))
+	if d > j.cfg.MaxTime || d <= 0 {
+		d = j.cfg.MaxTime
+	}
+	m.count++
+	m.ejected, m.until, m.reason, m.capLogged = true, now.Add(d), why, false
+	m.windowStart, m.requests, m.failures, m.latencyNs, m.samples = now, 0, 0, 0, 0
+	j.publish()
+	j.log.Warn().Str("member", m.addr).Str("reason", why).Dur("for", d).Int("ejections", m.count).Msg("member ejected")
+	return Change{Member: m.addr, Ejected: true, Reason: why, Until: m.until}
+}
+
+func (j *Ejector) publish() {
+	out := map[string]bool{}
+	for _, m := range j.members {
+		if m.ejected {
+			out[m.addr] = true
+		}
+	}
+	j.out.Store(&out)
+}
+
+// Status reports every member's ejection state.
+func (j *Ejector) Status() []MemberStatus {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	out := make([]MemberStatus, 0, len(j.members))
+	for _, m := range j.members {
+		s := MemberStatus{Address: m.addr, Ejected: m.ejected, Count: m.count}
+		if m.ejected {
+			s.Until, s.Reason = m.until, m.reason
+		}
+		out = append(out, s)
+	}
+	return out
+}

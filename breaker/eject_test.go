@@ -1,0 +1,200 @@
+package breaker
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/zkgate/zkgate/jute"
+)
+
+var members3 = []string{"m1", "m2", "m3"}
+
+func testEjector(addrs []string) (*Ejector, *strings.Builder) {
+	var logs strings.Builder
+	return NewEjector(addrs, DefaultEjectionConfig(), zerolog.New(&logs)), &logs
+}
+
+// replies records n replies on member with one latency and code.
+func replies(j *Ejector, member string, n int, code jute.ErrCode, latency time.Duration) {
+	for range n {
+		j.Reply(member, code, latency)
+	}
+}
+
+func TestEjectionDecisions(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	ms := time.Millisecond
+	for _, c := range []struct {
+		name   string
+		record func(j *Ejector)
+		want   string // the ejected member, "" for none
+		reason string
+	}{
+		{"healthy members stay", func(j *Ejector) {
+			for _, m := range members3 {
+				replies(j, m, 50, jute.ErrOK, 2*ms)
+			}
+		}, "", ""},
+		{"consecutive connect failures", func(j *Ejector) {
+			for range 3 {
+				j.ConnectFailed("m2")
+			}
+		}, "m2", "3 consecutive connect failures"},
+		{"a success between connect failures resets the count", func(j *Ejector) {
+			j.ConnectFailed("m2")
+			j.ConnectFailed("m2")
+			j.Connected("m2")
+			j.ConnectFailed("m2")
+		}, "", ""},
+		{"failure ratio", func(j *Ejector) {
+			replies(j, "m3", 5, jute.ErrOK, ms)
+			replies(j, "m3", 5, jute.ErrConnectionLoss, ms)
+		}, "m3", "failure ratio 0.50 over 10 requests"},
+		{"application errors are not failures", func(j *Ejector) {
+			replies(j, "m3", 100, jute.ErrNoNode, ms)
+		}, "", ""},
+		{"lost requests are failures", func(j *Ejector) {
+			replies(j, "m1", 4, jute.ErrOK, ms)
+			j.Lost("m1", 6)
+		}, "m1", "failure ratio 0.60"},
+		{"latency far above the peers", func(j *Ejector) {
+			replies(j, "m1", 20, jute.ErrOK, 2*ms)
+			replies(j, "m2", 20, jute.ErrOK, 3*ms)
+			replies(j, "m3", 20, jute.ErrOK, 200*ms)
+		}, "m3", "more than 5.0× the peers' median"},
+		{"stalled requests count as slow failures", func(j *Ejector) {
+			replies(j, "m1", 20, jute.ErrOK, 2*ms)
+			for range 10 {
+				j.Stalled("m2", 600*ms)
+			}
+		}, "m2", "failure ratio 1.00"},
+		{"slow everywhere is not an outlier", func(j *Ejector) {
+			for _, m := range members3 {
+				replies(j, m, 20, jute.ErrOK, 300*ms)
+			}
+		}, "", ""},
+		{"latency under the floor never ejects", func(j *Ejector) {
+			replies(j, "m1", 20, jute.ErrOK, ms/10)
+			replies(j, "m2", 20, jute.ErrOK, ms/10)
+			replies(j, "m3", 20, jute.ErrOK, 50*ms)
+		}, "", ""},
+		{"too few requests to judge", func(j *Ejector) {
+			replies(j, "m3", 9, jute.ErrConnectionLoss, ms)
+		}, "", ""},
+		{"unknown members are ignored", func(j *Ejector) {
+			replies(j, "elsewhere", 100, jute.ErrConnectionLoss, ms)
+			j.ConnectFailed("elsewhere")
+		}, "", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			j, logs := testEjector(members3)
+			c.record(j)
+			changes := j.Evaluate(t0)
+			if c.want == "" {
+				if len(changes) != 0 {
+					t.Fatalf("ejected %+v", changes)
+				}
+				return
+			}
+			if len(changes) != 1 || changes[0].Member != c.want || !changes[0].Ejected || !strings.Contains(changes[0].Reason, c.reason) {
+				t.Fatalf("changes %+v, want %s ejected for %q", changes, c.want, c.reason)
+			}
+			if !j.Excluded()[c.want] || len(j.Excluded()) != 1 {
+				t.Fatalf("excluded %v", j.Excluded())
+			}
+			if !strings.Contains(logs.String(), `"member":"`+c.want+`"`) || !strings.Contains(logs.String(), "member ejected") {
+				t.Fatalf("no log line:\n%s", logs)
+			}
+		})
+	}
+}
+
+// The ejection time doubles with each repeat up to max_time, and a member returns once
+// it is over (and health agrees).
+func TestEjectionTimeGrowsAndReturns(t *testing.T) {
+	j, _ := testEjector(members3)
+	cfg := DefaultEjectionConfig()
+	now := time.Unix(1000, 0)
+	var times []time.Duration
+	for range 6 {
+		for range 3 {
+			j.ConnectFailed("m1")
+		}
+		ch := j.Evaluate(now)
+		if len(ch) != 1 || !ch[0].Ejected {
+			t.Fatalf("at %v: %+v", now, ch)
+		}
+		times = append(times, ch[0].Until.Sub(now))
+		if ch := j.Evaluate(ch[0].Until.Add(-time.Millisecond)); len(ch) != 0 {
+			t.Fatalf("returned early: %+v", ch)
+		}
+		now = ch[0].Until
+		if ch := j.Evaluate(now); len(ch) != 1 || ch[0].Ejected || j.Excluded()["m1"] {
+			t.Fatalf("did not return at the end of its time: %+v", ch)
+		}
+	}
+	want := []time.Duration{5, 10, 20, 40, 60, 60}
+	for i := range want {
+		if times[i] != want[i]*time.Second {
+			t.Fatalf("ejection times %v, want %v s", times, want)
+		}
+	}
+	// After max_time in rotation the count resets.
+	now = now.Add(cfg.MaxTime)
+	j.Evaluate(now)
+	for range 3 {
+		j.ConnectFailed("m1")
+	}
+	if ch := j.Evaluate(now); len(ch) != 1 || ch[0].Until.Sub(now) != cfg.BaseTime {
+		t.Fatalf("after a quiet spell: %+v", ch)
+	}
+}
+
+func TestEjectionHealthAndCap(t *testing.T) {
+	j, logs := testEjector([]string{"m1", "m2", "m3", "m4", "m5"})
+	now := time.Unix(1000, 0)
+	// Health down ejects at once.
+	if ch := j.ObserveHealth("m1", true, "srvr timed out", now); len(ch) != 1 || ch[0].Reason != "health: srvr timed out" {
+		t.Fatalf("health down: %+v", ch)
+	}
+	// A second bad member can go (2 of 5 out leaves a majority)...
+	for range 3 {
+		j.ConnectFailed("m2")
+	}
+	if ch := j.Evaluate(now); len(ch) != 1 || ch[0].Member != "m2" {
+		t.Fatalf("second ejection: %+v", ch)
+	}
+	// ...a third cannot.
+	for range 3 {
+		j.ConnectFailed("m3")
+	}
+	if ch := j.Evaluate(now); len(ch) != 0 {
+		t.Fatalf("ejected a majority: %+v", ch)
+	}
+	if !strings.Contains(logs.String(), "not ejecting member") {
+		t.Fatalf("cap not logged:\n%s", logs)
+	}
+	// A member health still reports down does not return when its time is over.
+	later := now.Add(time.Minute)
+	for _, c := range j.Evaluate(later) {
+		if c.Member == "m1" {
+			t.Fatalf("m1 returned while down: %+v", c)
+		}
+	}
+	j.ObserveHealth("m1", false, "", later)
+	if ch := j.Evaluate(later); len(ch) != 1 || ch[0].Member != "m1" || ch[0].Ejected {
+		t.Fatalf("m1 back: %+v", ch)
+	}
+}
+
+func BenchmarkEjectorReply(b *testing.B) {
+	j, _ := testEjector(members3)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			j.Reply("m2", jute.ErrOK, time.Millisecond)
+		}
+	})
+}

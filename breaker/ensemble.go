@@ -1,0 +1,296 @@
+package breaker
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/failsafe-go/failsafe-go/circuitbreaker"
+	"github.com/failsafe-go/failsafe-go/ratelimiter"
+	"github.com/rs/zerolog"
+	"github.com/zkgate/zkgate/jute"
+)
+
+// State is an ensemble breaker's state.
+type State int32
+
+// States, as failsafe-go numbers them.
+const (
+	Closed   State = State(circuitbreaker.ClosedState)
+	Open     State = State(circuitbreaker.OpenState)
+	HalfOpen State = State(circuitbreaker.HalfOpenState)
+)
+
+// String is the state's name in logs, 4lw answers and the status API.
+func (s State) String() string {
+	switch s {
+	case Closed:
+		return "closed"
+	case Open:
+		return "open"
+	case HalfOpen:
+		return "half-open"
+	}
+	return fmt.Sprintf("state(%d)", int32(s))
+}
+
+// Transition is one state change.
+type Transition struct {
+	At       time.Time `json:"at"`
+	Ensemble string    `json:"ensemble"`
+	From     State     `json:"-"`
+	To       State     `json:"-"`
+	FromName string    `json:"from"`
+	ToName   string    `json:"to"`
+	Reason   string    `json:"reason"`
+}
+
+const historyLen = 32
+
+// Ensemble is one ensemble's circuit breaker. Every method is safe for concurrent use.
+//
+// The relay asks Acquire before it forwards a request and calls Release exactly once for
+// every request that Acquire let through with a permit, whatever happens to it: the
+// reply, a stall past the slow-call threshold, the member connection dying, or the
+// client leaving. A half-open breaker whose permits are not all released would stick.
+type Ensemble struct {
+	name string
+	cfg  Config
+	log  zerolog.Logger
+	now  func() time.Time
+
+	cb        circuitbreaker.CircuitBreaker[any]
+	admit     ratelimiter.RateLimiter[any]
+	state     atomic.Int32 // mirrors cb's state, for the lock-free fast path
+	healthy   atomic.Bool  // health sees a quorum with a leader
+	healthWhy atomic.Pointer[string]
+	reason    atomic.Pointer[string] // why the next transition happens, when zkgate forces it
+	held      atomic.Int64           // permits taken and not yet released
+
+	mu      sync.Mutex // guards below
+	history []Transition
+	subs    []func(Transition)
+}
+
+// Option configures an Ensemble.
+type Option func(*Ensemble)
+
+// WithClock sets the clock for transition times (tests).
+func WithClock(now func() time.Time) Option { return func(e *Ensemble) { e.now = now } }
+
+// NewEnsemble returns a closed breaker for the ensemble called name.
+func NewEnsemble(name string, cfg Config, log zerolog.Logger, opts ...Option) *Ensemble {
+	e := &Ensemble{name: name, cfg: cfg, log: log.With().Str("ensemble", name).Logger(), now: time.Now}
+	for _, o := range opts {
+		o(e)
+	}
+	e.healthy.Store(true)
+	e.cb = circuitbreaker.NewBuilder[any]().
+		WithFailureRateThreshold(cfg.FailureRatio, cfg.MinRequests, cfg.Window).
+		WithDelay(cfg.OpenFor).
+		WithSuccessThreshold(cfg.HalfOpenProbes).
+		OnStateChanged(e.changed).
+		Build()
+	e.admit = ratelimiter.NewSmoothWithMaxRate[any](time.Duration(float64(time.Second) / cfg.HalfOpenAdmission))
+	return e
+}
+
+// Name is the ensemble's name.
+func (e *Ensemble) Name() string { return e.name }
+
+// Config returns the settings.
+func (e *Ensemble) Config() Config { return e.cfg }
+
+// State is the current state.
+func (e *Ensemble) State() State { return State(e.state.Load()) }
+
+// SlowCall is the slow-call threshold: a request in flight longer than this is released
+// as slow without waiting for its reply.
+func (e *Ensemble) SlowCall() time.Duration { return e.cfg.SlowCall }
+
+// RejectCode is the error refused requests are answered with.
+func (e *Ensemble) RejectCode() jute.ErrCode { return jute.ErrCode(e.cfg.RejectCode) }
+
+// Held is the number of permits taken and not yet released.
+func (e *Ensemble) Held() int64 { return e.held.Load() }
+
+// Acquire decides whether a request on a live session may go to the ensemble. held says
+// a permit was taken, which must be given back with Release.
+func (e *Ensemble) Acquire() (held, allowed bool) {
+	if !e.cfg.Enabled {
+		return false, true
+	}
+	if !e.healthy.Load() {
+		return false, false
+	}
+	if State(e.state.Load()) != Closed && !e.cb.TryAcquirePermit() {
+		return false, false
+	}
+	e.held.Add(1)
+	return true, true
+}
+
+// Release records the outcome of a request that holds a permit.
+func (e *Ensemble) Release(code jute.ErrCode, latency time.Duration, lost bool) {
+	e.held.Add(-1)
+	e.record(Classify(code, latency, e.cfg.SlowCall, lost))
+}
+
+func (e *Ensemble) record(o Outcome) {
+	if o == Success {
+		e.cb.RecordSuccess()
+	} else {
+		e.cb.RecordFailure()
+	}
+}
+
+// ConnectFailed records a member connect that failed. It counts only while closed: in
+// half-open, outcomes come from the probe requests that hold permits.
+func (e *Ensemble) ConnectFailed() {
+	if e.cfg.Enabled && State(e.state.Load()) == Closed {
+		e.cb.RecordFailure()
+	}
+}
+
+// AdmitSession decides whether a new client session may be placed: always while closed,
+// never while open, and at the half-open admission rate while half-open.
+func (e *Ensemble) AdmitSession() bool {
+	if !e.cfg.Enabled {
+		return true
+	}
+	if !e.healthy.Load() {
+		return false
+	}
+	e.Refresh()
+	switch State(e.state.Load()) {
+	case Closed:
+		return true
+	case HalfOpen:
+		return e.admit.TryAcquirePermit()
+	}
+	return false
+}
+
+// ObserveHealth takes the health verdict: without a quorum and a leader nothing can
+// work, so the breaker opens at once and stays open until health is back.
+func (e *Ensemble) ObserveHealth(ok bool, why string) {
+	if !e.cfg.Enabled {
+		return
+	}
+	e.healthWhy.Store(&why)
+	if e.healthy.Swap(ok) == ok {
+		if ok {
+			e.Refresh()
+		}
+		return
+	}
+	if !ok {
+		e.force(Open, "health: "+why)
+		return
+	}
+	e.log.Info().Str("health", why).Dur("open_remaining", e.cb.RemainingDelay()).Msg("health is back; half-open once the open time is over")
+	e.Refresh()
+}
+
+// Refresh moves an open breaker to half-open once the open time is over and health
+// allows it. Acquire does this lazily too; Refresh makes the state visible without
+// traffic.
+func (e *Ensemble) Refresh() {
+	if State(e.state.Load()) == Open && e.healthy.Load() && e.cb.RemainingDelay() == 0 {
+		e.force(HalfOpen, fmt.Sprintf("open for %v and health has a quorum: probing with %d requests", e.cfg.OpenFor, e.cfg.HalfOpenProbes))
+	}
+}
+
+func (e *Ensemble) force(to State, why string) {
+	e.reason.Store(&why)
+	switch to {
+	case Open:
+		if State(e.state.Load()) == Open {
+			e.reason.Store(nil)
+			return
+		}
+		e.cb.Open()
+	case HalfOpen:
+		e.cb.HalfOpen()
+	}
+}
+
+// changed runs after failsafe-go changes state (outside its lock).
+func (e *Ensemble) changed(ev circuitbreaker.StateChangedEvent) {
+	from, to := State(ev.OldState), State(ev.NewState)
+	e.state.Store(int32(to))
+	why := ""
+	if p := e.reason.Swap(nil); p != nil {
+		why = *p
+	} else {
+		m := ev.Metrics()
+		switch to {
+		case Open:
+			why = fmt.Sprintf("failure ratio %.2f over %d requests (threshold %.2f, min %d, window %v; slow calls over %v count)",
+				m.FailureRate(), m.Executions(), e.cfg.FailureRatio, e.cfg.MinRequests, e.cfg.Window, e.cfg.SlowCall)
+			if from == HalfOpen {
+				why = fmt.Sprintf("half-open probe failed: %d of %d probes failed", m.Failures(), m.Executions())
+			}
+		case Closed:
+			why = fmt.Sprintf("%d of %d half-open probes succeeded", m.Successes(), m.Executions())
+		case HalfOpen:
+			why = fmt.Sprintf("open for %v: probing with %d requests", e.cfg.OpenFor, e.cfg.HalfOpenProbes)
+		}
+	}
+	t := Transition{At: e.now(), Ensemble: e.name, From: from, To: to, FromName: from.String(), ToName: to.String(), Reason: why}
+	lvl := zerolog.InfoLevel
+	if to == Open {
+		lvl = zerolog.WarnLevel
+	}
+	e.log.WithLevel(lvl).Str("from", from.String()).Str("to", to.String()).Str("reason", why).Msg("ensemble breaker " + to.String())
+	e.mu.Lock()
+	e.history = append(e.history, t)
+	if len(e.history) > historyLen {
+		e.history = append(e.history[:0], e.history[len(e.history)-historyLen:]...)
+	}
+	subs := e.subs
+	e.mu.Unlock()
+	for _, f := range subs {
+		f(t)
+	}
+}
+
+// History returns the most recent transitions, oldest first.
+func (e *Ensemble) History() []Transition {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]Transition(nil), e.history...)
+}
+
+// Subscribe calls f after every transition (metrics).
+func (e *Ensemble) Subscribe(f func(Transition)) {
+	e.mu.Lock()
+	e.subs = append(e.subs, f)
+	e.mu.Unlock()
+}
+
+// Stats reports the current window: requests, failures and the failure rate.
+func (e *Ensemble) Stats() (requests, failures uint, rate float64) {
+	m := e.cb.Metrics()
+	return m.Executions(), m.Failures(), m.FailureRate()
+}
+
+// Summary is one line on the breaker for srvr and logs.
+func (e *Ensemble) Summary() string {
+	if !e.cfg.Enabled {
+		return "disabled"
+	}
+	s := e.State()
+	req, fail, _ := e.Stats()
+	out := fmt.Sprintf("%s (%d failures in %d requests)", s, fail, req)
+	if s == Open {
+		out += fmt.Sprintf(", half-open in %v", e.cb.RemainingDelay().Round(time.Millisecond))
+		if !e.healthy.Load() {
+			if p := e.healthWhy.Load(); p != nil {
+				out += ", held open by health: " + *p
+			}
+		}
+	}
+	return out
+}
