@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zkgate/zkgate/breaker"
 	"github.com/zkgate/zkgate/jute"
 )
 
@@ -19,6 +21,13 @@ type conn struct {
 	member string // set once by attach, under srv.mu
 	server net.Conn
 	sess   *Session // set once by attach, under srv.mu; read by Sessions under it
+
+	// wmu serializes writes to the client: member replies from serverToClient, and
+	// zkgate's own answers to rejected requests, which keep the FIFO's order.
+	wmu     sync.Mutex
+	cw      *bufio.Writer
+	scratch []inflight // reused under wmu
+	xids    []int32    // reused under wmu
 
 	abortOnce sync.Once
 	reason    string // why it was aborted, set once
@@ -47,15 +56,27 @@ func (c *conn) serve() {
 	defer c.client.Close()
 	log := c.srv.log.With().Str("client", c.client.RemoteAddr().String()).Logger()
 
+	if !c.srv.brk.AdmitSession() {
+		c.refuseFast()
+		return
+	}
 	fr, err := c.handshake()
 	if err != nil {
 		if !errors.Is(err, errFourLetterDone) {
+			reason := "handshake"
+			if errors.Is(err, errNoMember) {
+				reason = "no-member"
+			}
+			c.srv.obs.Refused(reason)
 			log.Warn().Err(err).Msg("refused client")
 		}
 		return
 	}
 	log = log.With().Str("member", c.member).Str("session", fmt.Sprintf("0x%x", c.sess.id)).Logger()
 	log.Debug().Msg("session placed")
+	c.wmu.Lock()
+	c.cw = bufio.NewWriterSize(c.client, c.srv.cfg.BufferSize)
+	c.wmu.Unlock()
 
 	var wg sync.WaitGroup
 	var upErr error
@@ -66,16 +87,18 @@ func (c *conn) serve() {
 		c.abort("client side ended")
 	}()
 	downErr := c.serverToClient()
-	c.abort("member side ended")
-	wg.Wait()
-
 	// downErr is net.ErrClosed when zkgate closed the member socket (the client left or
 	// the session was aborted); anything else means the member side broke first.
 	memberBroke := !errors.Is(downErr, net.ErrClosed)
-	lost := c.sess.inFlight()
-	if lost > 0 && memberBroke {
-		c.srv.obs.Lost(c.member, lost)
+	answered := 0
+	if memberBroke && c.srv.brk.State() != breaker.Closed {
+		// The breaker is not closed: answer what was in flight with the reject code, in
+		// order, before the client sees the connection close.
+		answered = c.rejectInFlight()
 	}
+	c.abort("member side ended")
+	wg.Wait()
+	lost := c.release(c.sess.drain(), memberBroke) + answered
 	switch {
 	case isProtocolError(upErr) || isProtocolError(downErr):
 		log.Warn().AnErr("client_side", upErr).AnErr("member_side", downErr).Msg("session closed: protocol error")
@@ -84,12 +107,143 @@ func (c *conn) serve() {
 	case memberBroke:
 		// The member closed the session's connection: it expired the session, it stopped
 		// serving, or it died. The client reconnects through zkgate.
-		log.Info().AnErr("member_side", downErr).Int("in_flight", lost).Msg("member closed the session connection; closed the client")
+		log.Info().AnErr("member_side", downErr).Int("in_flight", lost).Int("answered_with_reject_code", answered).
+			Msg("member closed the session connection; closed the client")
 	case c.reason != "client side ended" && c.reason != "member side ended":
 		log.Info().Str("reason", c.reason).Msg("session connection closed by zkgate; client will reconnect")
 	default:
 		log.Debug().AnErr("member_side", downErr).Msg("session connection ended")
 	}
+}
+
+// refuseFast turns a new client away while the breaker refuses sessions: a four-letter
+// word still gets its answer (an operator asking ruok or srvr), anything else is closed
+// within refuseWait of the accept.
+func (c *conn) refuseFast() {
+	c.client.SetDeadline(time.Now().Add(refuseWait))
+	var first [4]byte
+	if _, err := io.ReadFull(c.client, first[:]); err == nil {
+		if cmd, ok := jute.FourLetterWord(first[:]); ok {
+			c.answerFourLetter(cmd)
+			return
+		}
+		// Read the ConnectRequest too: closing with unread bytes would send a reset
+		// instead of a clean close.
+		if n := int32(binary.BigEndian.Uint32(first[:])); n > 0 && n <= 1024 {
+			io.CopyN(io.Discard, c.client, int64(n))
+		}
+	}
+	c.srv.obs.Refused("breaker")
+	c.srv.rlog.Warn().Str("client", c.client.RemoteAddr().String()).Str("breaker", c.srv.brk.State().String()).
+		Msg("refused client: ensemble breaker refuses new sessions")
+}
+
+// refuseWait bounds how long a refused client may take to show a four-letter word.
+const refuseWait = 30 * time.Millisecond
+
+// rejectInFlight answers every request still owed an answer with the reject code, in
+// order, when the member connection broke while the breaker is not closed. It returns
+// how many it answered.
+func (c *conn) rejectInFlight() int {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	n := c.answerAllLocked(true)
+	c.client.SetWriteDeadline(time.Now().Add(time.Second)) // the session is ending: don't wait on a client that doesn't read
+	c.cw.Flush()
+	return n
+}
+
+// answerAllLocked answers every request still owed an answer with the reject code, in
+// FIFO order, and releases their permits (as lost when the member connection died). The
+// member's late replies to the sent ones are swallowed. The caller holds wmu and flushes.
+func (c *conn) answerAllLocked(memberLost bool) int {
+	entries := c.sess.answerAll(c.scratch[:0])
+	code := c.srv.brk.RejectCode()
+	now := time.Now()
+	for _, f := range entries {
+		c.writeReject(f.xid, code)
+		if f.permit {
+			c.srv.brk.Release(0, now.Sub(f.start), memberLost)
+		}
+		if !f.rejected {
+			c.srv.obs.Rejected(f.op, code)
+		}
+	}
+	c.scratch = entries[:0]
+	return len(entries)
+}
+
+// answerOpen answers everything the session is owed at once while the breaker is open,
+// so refused requests are not held behind requests a hung member will not answer. The
+// maintenance loop calls it; it gives up on a client that does not read.
+func (c *conn) answerOpen() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.cw == nil || c.answerAllLocked(false) == 0 {
+		return
+	}
+	c.client.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	err := c.cw.Flush()
+	c.client.SetWriteDeadline(time.Time{})
+	if err != nil {
+		c.abort("client does not read its replies")
+	}
+}
+
+// release gives back the permits of requests that will get no reply from the member and
+// reports them: as lost when the member connection broke, and as what they were (fast,
+// or slow by now) when the client went away. It returns how many there were.
+func (c *conn) release(entries []inflight, memberBroke bool) int {
+	now := time.Now()
+	for _, f := range entries {
+		if f.permit {
+			c.srv.brk.Release(0, now.Sub(f.start), memberBroke)
+		}
+	}
+	if memberBroke && len(entries) > 0 {
+		c.srv.obs.Lost(c.member, len(entries))
+		c.srv.ej.Lost(c.member, len(entries))
+	}
+	return len(entries)
+}
+
+// reject answers a request zkgate will not send, in FIFO order: after the replies to the
+// requests already in flight, or, while the breaker is open, at once together with them.
+func (c *conn) reject(f inflight) error {
+	f.rejected = true
+	code := c.srv.brk.RejectCode()
+	c.srv.obs.Rejected(f.op, code)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.sess.push(f)
+	wrote := false
+	if c.srv.brk.State() == breaker.Open {
+		wrote = c.answerAllLocked(false) > 0
+	} else {
+		wrote = c.drainRejects()
+	}
+	if wrote {
+		return c.cw.Flush()
+	}
+	return nil
+}
+
+// drainRejects writes zkgate's answers for the rejected requests that are next in line.
+// The caller holds wmu.
+func (c *conn) drainRejects() bool {
+	xids := c.sess.takeRejects(c.xids[:0])
+	code := c.srv.brk.RejectCode()
+	for _, xid := range xids {
+		c.writeReject(xid, code)
+	}
+	c.xids = xids[:0]
+	return len(xids) > 0
+}
+
+func (c *conn) writeReject(xid int32, code jute.ErrCode) {
+	var b [4 + jute.ReplyHeaderLen]byte
+	h := jute.ReplyHeader{Xid: xid, Zxid: c.sess.zxid(), Err: code}
+	c.cw.Write(h.Append(jute.AppendInt(b[:0], jute.ReplyHeaderLen)))
 }
 
 type protocolError struct{ error }
@@ -139,14 +293,7 @@ func (c *conn) handshake() (*jute.FrameReader, error) {
 		return nil, fmt.Errorf("handshake: bad ConnectRequest (%d bytes): %w", len(frame)-4, err)
 	}
 	raw := append([]byte(nil), frame...)
-
-	done, ok := c.srv.adm.Admit()
-	if !ok {
-		return nil, errNotAdmitted
-	}
-	err = c.place(raw, &req, deadline)
-	done(err == nil)
-	if err != nil {
+	if err := c.place(raw, &req, deadline); err != nil {
 		return nil, err
 	}
 	c.client.SetDeadline(time.Time{})
@@ -160,6 +307,7 @@ func (c *conn) place(raw []byte, req *jute.ConnectRequest, deadline time.Time) e
 	cands := Route(RouteInput{
 		View: s.views.View(), Policy: s.cfg.Policy, Sessions: s.sessionsPerMember(),
 		LastZxidSeen: req.LastZxidSeen, ReadOnly: req.ReadOnly, Counter: s.rr.Add(1),
+		Excluded: s.ej.Excluded(),
 	})
 	if len(cands) == 0 {
 		return fmt.Errorf("session 0x%x lastZxid 0x%x: %w", req.SessionID, req.LastZxidSeen, errNoMember)
@@ -173,9 +321,12 @@ func (c *conn) place(raw []byte, req *jute.ConnectRequest, deadline time.Time) e
 		server, resp, err := c.dialMember(member, raw, deadline)
 		if err != nil {
 			s.obs.ConnectFailed(member, err)
+			s.brk.ConnectFailed()
+			s.ej.ConnectFailed(member)
 			errs = append(errs, err)
 			continue
 		}
+		s.ej.Connected(member)
 		c.server = server
 		s.attach(c, &Session{Client: c.client.RemoteAddr().String(), Member: member, id: resp.SessionID,
 			passwd: resp.Passwd, timeout: time.Duration(resp.TimeOut) * time.Millisecond,
@@ -273,8 +424,19 @@ func (c *conn) clientToServer(fr *jute.FrameReader) error {
 		if err != nil {
 			return protocolError{fmt.Errorf("client request header: %w", err)}
 		}
-		c.sess.push(c.note(h, payload[jute.RequestHeaderLen:]))
+		f := c.note(h, payload[jute.RequestHeaderLen:])
 		c.srv.received.Add(1)
+		if needsPermit(h) {
+			held, ok := c.srv.brk.Acquire()
+			if !ok {
+				if err := c.reject(f); err != nil {
+					return err
+				}
+				continue
+			}
+			f.permit = held
+		}
+		c.sess.push(f)
 		if _, err := bw.Write(frame); err != nil {
 			return err
 		}
@@ -335,11 +497,21 @@ func (c *conn) note(h jute.RequestHeader, body []byte) inflight {
 	return f
 }
 
+// needsPermit: requests that keep a session alive (ping, closeSession, auth and the
+// watch re-registration of a reconnect) pass even while the breaker is open, so the
+// breaker itself never kills a session.
+func needsPermit(h jute.RequestHeader) bool {
+	switch h.Type {
+	case jute.OpPing, jute.OpCloseSession, jute.OpAuth, jute.OpSetWatches, jute.OpSetWatches2, jute.OpSASL:
+		return false
+	}
+	return h.Xid >= 0
+}
+
 // serverToClient relays member frames to the client, matching each reply with the
 // oldest request in flight and reporting its latency and outcome.
 func (c *conn) serverToClient() error {
 	fr := jute.NewFrameReaderSize(c.server, c.srv.cfg.MaxFrame, c.srv.cfg.BufferSize)
-	bw := bufio.NewWriterSize(c.client, c.srv.cfg.BufferSize)
 	for {
 		frame, err := fr.Next()
 		if err != nil {
@@ -349,34 +521,57 @@ func (c *conn) serverToClient() error {
 			}
 			return err
 		}
-		payload := frame[4:]
-		h, err := jute.ParseReplyHeader(payload)
-		if err != nil {
-			return protocolError{fmt.Errorf("member reply header: %w", err)}
-		}
-		if h.Xid == jute.XidNotification {
-			var ev jute.WatcherEvent
-			if jute.Decode(payload[jute.ReplyHeaderLen:], &ev) == nil {
-				c.sess.fired(ev.Type, ev.Path)
-			}
-		} else {
-			f, err := c.sess.pop(h)
-			if err != nil {
-				return protocolError{err}
-			}
-			c.srv.obs.Reply(c.member, f.op, h.Err, time.Since(f.start))
-			if f.watch != watchNone && (h.Err == jute.ErrOK || f.watch == watchExist && h.Err == jute.ErrNoNode) {
-				c.sess.addWatch(f.path, f.watch)
-			}
-		}
-		c.srv.sent.Add(1)
-		if _, err := bw.Write(frame); err != nil {
+		if err := c.relayReply(frame, fr.Buffered() == 0); err != nil {
 			return err
 		}
-		if fr.Buffered() == 0 {
-			if err := bw.Flush(); err != nil {
-				return err
-			}
+	}
+}
+
+// relayReply forwards one member frame to the client under wmu, followed by zkgate's
+// answers to any rejected requests queued right behind it.
+func (c *conn) relayReply(frame []byte, flush bool) error {
+	payload := frame[4:]
+	h, err := jute.ParseReplyHeader(payload)
+	if err != nil {
+		return protocolError{fmt.Errorf("member reply header: %w", err)}
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	forward := true
+	if h.Xid == jute.XidNotification {
+		var ev jute.WatcherEvent
+		if jute.Decode(payload[jute.ReplyHeaderLen:], &ev) == nil {
+			c.sess.fired(ev.Type, ev.Path)
+		}
+	} else {
+		var f inflight
+		var err error
+		f, forward, err = c.sess.pop(h)
+		if err != nil {
+			return protocolError{err}
+		}
+		latency := time.Since(f.start)
+		if f.permit {
+			c.srv.brk.Release(h.Err, latency, false)
+		}
+		if f.xid >= 0 && !f.reported {
+			c.srv.ej.Reply(c.member, h.Err, latency)
+		}
+		c.srv.obs.Reply(c.member, f.op, h.Err, latency)
+		if forward && f.watch != watchNone && (h.Err == jute.ErrOK || f.watch == watchExist && h.Err == jute.ErrNoNode) {
+			c.sess.addWatch(f.path, f.watch)
 		}
 	}
+	if !forward { // zkgate answered it already, while the breaker was open
+		return nil
+	}
+	c.srv.sent.Add(1)
+	if _, err := c.cw.Write(frame); err != nil {
+		return err
+	}
+	c.drainRejects()
+	if flush {
+		return c.cw.Flush()
+	}
+	return nil
 }

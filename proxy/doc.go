@@ -5,9 +5,12 @@
 // connection it reads the ConnectRequest under a handshake deadline, picks a member with
 // Route (a pure function of the health View), forwards the client's bytes unchanged and
 // relays frames both ways, decoding only headers. Every request's latency and outcome go
-// to an Observer, the one seam through which breakers and metrics see the traffic.
+// to the ensemble breaker, the member ejector and an Observer (metrics).
 //
-// It does not decide health or breaker state: it reads a health.View and asks an Admitter.
+// It does not decide health or breaker state: it reads a health.View, asks the breaker
+// (package breaker) before each new session and each request, and reports outcomes back.
+// While the breaker is open, zkgate answers requests itself with the reject code, in
+// FIFO order behind the requests already in flight.
 //
 //	srv := proxy.NewServer(proxy.Config{Members: addrs}, monitor, log)
 //	go srv.Serve(ln)

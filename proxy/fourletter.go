@@ -58,6 +58,16 @@ func (s *Server) writeSrvr(b *strings.Builder, clients bool) {
 	fmt.Fprintf(b, "Latency min/avg/max: 0/0.0/0\n")
 	fmt.Fprintf(b, "Received: %d\nSent: %d\nConnections: %d\nOutstanding: %d\n", s.received.Load(), s.sent.Load(), len(sessions), outstanding)
 	fmt.Fprintf(b, "Zxid: 0x%x\nMode: proxy\nNode count: 0\n", zxid)
+	fmt.Fprintf(b, "Breaker: %s\n", s.brk.Summary())
+	var ejected []string
+	for _, m := range s.ej.Status() {
+		if m.Ejected {
+			ejected = append(ejected, fmt.Sprintf("%s until %s (%s)", m.Address, m.Until.Format(time.RFC3339), m.Reason))
+		}
+	}
+	if len(ejected) > 0 {
+		fmt.Fprintf(b, "Ejected: %s\n", strings.Join(ejected, "; "))
+	}
 }
 
 // Version is zkgate's version as 4lw answers print it; cmd sets it at start.

@@ -2,16 +2,18 @@ package proxy_test
 
 import (
 	"bytes"
+	"cmp"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/go-zookeeper/zk"
 	"github.com/rs/zerolog"
+	"github.com/zkgate/zkgate/breaker"
 	"github.com/zkgate/zkgate/health"
 	"github.com/zkgate/zkgate/internal/zktest"
 	"github.com/zkgate/zkgate/proxy"
@@ -74,13 +76,38 @@ func (g *gate) waitLog(t *testing.T, d time.Duration, subs ...string) string {
 	}
 }
 
-func startGate(t *testing.T, ens *zktest.Ensemble, cfg proxy.Config) *gate {
+// gateSetup is what a test may change in the zkgate it starts.
+type gateSetup struct {
+	addrs    []string // members in this order; default the ensemble's
+	breaker  breaker.Config
+	ejection breaker.EjectionConfig
+}
+
+type gateOption func(*gateSetup)
+
+func withBreaker(f func(*breaker.Config)) gateOption {
+	return func(g *gateSetup) { f(&g.breaker) }
+}
+
+func withEjection(f func(*breaker.EjectionConfig)) gateOption {
+	return func(g *gateSetup) { f(&g.ejection) }
+}
+
+func withMemberOrder(addrs []string) gateOption { return func(g *gateSetup) { g.addrs = addrs } }
+
+func startGate(t *testing.T, ens *zktest.Ensemble, cfg proxy.Config, opts ...gateOption) *gate {
 	t.Helper()
+	setup := gateSetup{addrs: ens.Addrs(), breaker: breaker.DefaultConfig(), ejection: breaker.DefaultEjectionConfig()}
+	for _, o := range opts {
+		o(&setup)
+	}
 	logs := &logBuffer{}
 	log := zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), logs)).Level(zerolog.InfoLevel).With().Timestamp().Logger()
-	mon := health.NewMonitor(ens.Addrs(), health.Config{Interval: 200 * time.Millisecond, Timeout: 300 * time.Millisecond}, log)
+	mon := health.NewMonitor(setup.addrs, health.Config{Interval: 200 * time.Millisecond, Timeout: 300 * time.Millisecond}, log)
 	mon.Start()
-	srv := proxy.NewServer(cfg, mon, log)
+	srv := proxy.NewServer(cfg, mon, log,
+		proxy.WithBreaker(breaker.NewEnsemble(cmp.Or(cfg.Name, "default"), setup.breaker, log)),
+		proxy.WithEjector(breaker.NewEjector(setup.addrs, setup.ejection, log)))
 	mon.Subscribe(srv.ApplyView)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -6,30 +6,31 @@ import (
 	"github.com/zkgate/zkgate/jute"
 )
 
-// Observer receives the outcome of every request the relay sees. Calls come from the
-// session's relay goroutines and must not block; implementations are shared by all
-// sessions, so they must be safe for concurrent use.
+// Observer receives the outcome of every request the relay sees (metrics). Calls come
+// from the sessions' relay goroutines and must not block; implementations are shared by
+// all sessions, so they must be safe for concurrent use. The ensemble breaker and the
+// member ejector get the same events from the Server directly.
 type Observer interface {
 	// Reply: a reply to op arrived from member after latency, with err (0 = OK).
 	Reply(member string, op jute.OpCode, err jute.ErrCode, latency time.Duration)
+	// Stalled: a request to member has waited longer than the slow-call threshold.
+	Stalled(member string, op jute.OpCode, age time.Duration)
+	// Rejected: zkgate answered op itself with the reject code (breaker not closed).
+	Rejected(op jute.OpCode, code jute.ErrCode)
 	// Lost: the connection to member died with inFlight requests unanswered.
 	Lost(member string, inFlight int)
 	// ConnectFailed: member refused or dropped a handshake.
 	ConnectFailed(member string, err error)
-}
-
-// Admitter decides whether a new session may start (the ensemble breaker). Admit returns
-// a function that must be called with the handshake's outcome.
-type Admitter interface {
-	Admit() (done func(ok bool), allowed bool)
+	// Refused: a new client was turned away before reaching a member; reason is short
+	// and fixed ("breaker", "no-member", "limit", "handshake").
+	Refused(reason string)
 }
 
 type nopObserver struct{}
 
 func (nopObserver) Reply(string, jute.OpCode, jute.ErrCode, time.Duration) {}
+func (nopObserver) Stalled(string, jute.OpCode, time.Duration)             {}
+func (nopObserver) Rejected(jute.OpCode, jute.ErrCode)                     {}
 func (nopObserver) Lost(string, int)                                       {}
 func (nopObserver) ConnectFailed(string, error)                            {}
-
-type allowAll struct{}
-
-func (allowAll) Admit() (func(bool), bool) { return func(bool) {}, true }
+func (nopObserver) Refused(string)                                         {}

@@ -3,12 +3,14 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/zkgate/zkgate/breaker"
 	"github.com/zkgate/zkgate/health"
 	"github.com/zkgate/zkgate/jute"
 )
@@ -61,9 +63,13 @@ type Server struct {
 	cfg   Config
 	views ViewSource
 	obs   Observer
-	adm   Admitter
+	brk   *breaker.Ensemble
+	ej    *breaker.Ejector
 	log   zerolog.Logger
+	rlog  zerolog.Logger // sampled: refusals during a retry storm
 	rr    atomic.Uint64
+	maint sync.Once
+	stop  chan struct{}
 
 	mu        sync.Mutex // guards below
 	listeners map[net.Listener]struct{}
@@ -83,22 +89,46 @@ type Option func(*Server)
 // WithObserver sets the Observer that sees every request's outcome.
 func WithObserver(o Observer) Option { return func(s *Server) { s.obs = o } }
 
-// WithAdmitter sets the Admitter asked before each new session.
-func WithAdmitter(a Admitter) Option { return func(s *Server) { s.adm = a } }
+// WithBreaker sets the ensemble breaker; the default is breaker.DefaultConfig().
+func WithBreaker(b *breaker.Ensemble) Option { return func(s *Server) { s.brk = b } }
+
+// WithEjector sets the member ejector; the default is breaker.DefaultEjectionConfig()
+// over the members of the first health view.
+func WithEjector(j *breaker.Ejector) Option { return func(s *Server) { s.ej = j } }
 
 // NewServer returns a server for one ensemble whose health comes from views.
 func NewServer(cfg Config, views ViewSource, log zerolog.Logger, opts ...Option) *Server {
 	s := &Server{
-		cfg: cfg.withDefaults(), views: views, obs: nopObserver{}, adm: allowAll{},
+		cfg: cfg.withDefaults(), views: views, obs: nopObserver{},
 		log:       log.With().Str("ensemble", cfg.withDefaults().Name).Logger(),
 		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}, perMember: map[string]int{},
-		started: time.Now(),
+		started: time.Now(), stop: make(chan struct{}),
 	}
+	s.rlog = s.log.Sample(&zerolog.BurstSampler{Burst: 20, Period: time.Second})
 	for _, o := range opts {
 		o(s)
 	}
+	if s.brk == nil {
+		s.brk = breaker.NewEnsemble(s.cfg.Name, breaker.DefaultConfig(), log)
+	}
+	if s.ej == nil {
+		var addrs []string
+		for _, m := range views.View().Members {
+			addrs = append(addrs, m.Address)
+		}
+		s.ej = breaker.NewEjector(addrs, breaker.DefaultEjectionConfig(), s.log)
+	}
 	return s
 }
+
+// Breaker is the ensemble breaker.
+func (s *Server) Breaker() *breaker.Ensemble { return s.brk }
+
+// Ejector is the member ejector.
+func (s *Server) Ejector() *breaker.Ejector { return s.ej }
+
+// Name is the ensemble's name.
+func (s *Server) Name() string { return s.cfg.Name }
 
 // ErrServerClosed is returned by Serve after Close or Shutdown.
 var ErrServerClosed = errors.New("proxy: server closed")
@@ -114,6 +144,10 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.listeners[ln] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
+	s.maint.Do(func() {
+		s.wg.Add(1)
+		go s.maintain()
+	})
 	defer s.wg.Done()
 	s.log.Info().Str("listen", ln.Addr().String()).Msg("accepting clients")
 	var delay time.Duration
@@ -152,7 +186,8 @@ func (s *Server) track(c net.Conn) bool {
 	}
 	if s.cfg.MaxConnections > 0 && len(s.conns) >= s.cfg.MaxConnections {
 		c.Close()
-		s.log.Warn().Str("client", c.RemoteAddr().String()).Int("max_connections", s.cfg.MaxConnections).Msg("refused client: connection limit reached")
+		s.obs.Refused("limit")
+		s.rlog.Warn().Str("client", c.RemoteAddr().String()).Int("max_connections", s.cfg.MaxConnections).Msg("refused client: connection limit reached")
 		return false
 	}
 	cn := &conn{srv: s, client: c}
@@ -202,11 +237,13 @@ func (s *Server) Sessions() []SessionInfo {
 	return out
 }
 
-// CanServe reports whether a new session could be placed now: some member serves and
-// the ensemble has a quorum. ruok and /readyz answer from it.
+// CanServe reports whether a new session could be placed now: the ensemble has a quorum,
+// some member serves and is not ejected, and the breaker is not open. ruok and /readyz
+// answer from it.
 func (s *Server) CanServe() bool {
 	v := s.views.View()
-	return v.Quorum && len(Route(RouteInput{View: v, Policy: Any})) > 0
+	return v.Quorum && s.brk.State() != breaker.Open &&
+		len(Route(RouteInput{View: v, Policy: Any, Excluded: s.ej.Excluded()})) > 0
 }
 
 // CloseMember closes the client connections of every session on member, so those
@@ -230,6 +267,13 @@ func (s *Server) CloseMember(member, reason string) int {
 // goroutines. It is idempotent.
 func (s *Server) Close() error {
 	s.stopAccepting()
+	s.mu.Lock()
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	s.mu.Unlock()
 	s.mu.Lock()
 	conns := make([]*conn, 0, len(s.conns))
 	for cn := range s.conns {
@@ -279,15 +323,108 @@ func (s *Server) stopAccepting() {
 	}
 }
 
-// ApplyView moves sessions off members that stopped serving: their client sockets are
-// closed so the clients reconnect through zkgate and land on a serving member. Subscribe
-// it to the health monitor.
+// ApplyView feeds a health view to the breaker and the ejector, and moves sessions off
+// members that stopped serving: their client sockets are closed so the clients reconnect
+// through zkgate and land on a serving member. Subscribe it to the health monitor.
 func (s *Server) ApplyView(v health.View) {
+	ok, why := verdict(&v)
+	s.brk.ObserveHealth(ok, why)
+	now := time.Now()
 	for _, m := range v.Members {
+		down := m.Status == health.StatusDown
+		reason := m.LastError
+		if reason == "" {
+			reason = m.Status.String()
+		}
+		for _, c := range s.ej.ObserveHealth(m.Address, down, reason, now) {
+			s.applyEjection(c)
+		}
 		if m.Status == health.StatusDown || m.Status == health.StatusNotServing {
 			if n := s.CloseMember(m.Address, "member "+m.Status.String()); n > 0 {
 				s.log.Info().Str("member", m.Address).Str("status", m.Status.String()).Int("sessions", n).Msg("moved sessions off member")
 			}
+		}
+	}
+}
+
+// verdict is health's word for the ensemble breaker: without a quorum with a leader, or
+// without a member serving, nothing can work.
+func verdict(v *health.View) (bool, string) {
+	serving, voters := 0, 0
+	for _, m := range v.Members {
+		if m.Mode != "observer" {
+			voters++
+		}
+		if m.Status == health.StatusServing {
+			serving++
+		}
+	}
+	switch {
+	case v.Leader == "":
+		return false, fmt.Sprintf("no leader (%d of %d members serving)", serving, len(v.Members))
+	case !v.Quorum:
+		return false, fmt.Sprintf("no quorum (%d of %d voters serving)", serving, voters)
+	case serving == 0:
+		return false, "no member serving"
+	}
+	return true, fmt.Sprintf("quorum with leader %s, %d of %d members serving", v.Leader, serving, len(v.Members))
+}
+
+func (s *Server) applyEjection(c breaker.Change) {
+	if !c.Ejected {
+		return
+	}
+	if n := s.CloseMember(c.Member, "member ejected: "+c.Reason); n > 0 {
+		s.log.Info().Str("member", c.Member).Int("sessions", n).Msg("moved sessions off ejected member")
+	}
+}
+
+// maintain runs the periodic work: requests stalled past the slow-call threshold are
+// reported as slow without waiting for their replies (a hung member sends none), the
+// breaker moves to half-open when due, and the ejector decides.
+func (s *Server) maintain() {
+	defer s.wg.Done()
+	every := min(max(s.brk.SlowCall()/5, 20*time.Millisecond), 250*time.Millisecond)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-tick.C:
+			s.sweepStalls(now)
+			s.brk.Refresh()
+			for _, c := range s.ej.Evaluate(now) {
+				s.applyEjection(c)
+			}
+		}
+	}
+}
+
+func (s *Server) sweepStalls(now time.Time) {
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for cn := range s.conns {
+		if cn.sess != nil {
+			conns = append(conns, cn)
+		}
+	}
+	s.mu.Unlock()
+	slow := s.brk.SlowCall()
+	open := s.brk.State() == breaker.Open
+	var stalled []inflight
+	for _, cn := range conns {
+		stalled = cn.sess.stalls(now, slow, stalled[:0])
+		for _, f := range stalled {
+			age := now.Sub(f.start)
+			if f.permit {
+				s.brk.Release(0, age, false)
+			}
+			s.ej.Stalled(cn.member, age)
+			s.obs.Stalled(cn.member, f.op, age)
+		}
+		if open {
+			cn.answerOpen()
 		}
 	}
 }

@@ -3,19 +3,45 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/zkgate/zkgate/jute"
 )
 
-// inflight is one request waiting for its reply.
+// inflight is one request between the client and its answer. The FIFO keeps them in the
+// order the client sent them, which is the order the client must get answers in.
+//
+// A request is sent to the member, or rejected (zkgate answers it with the breaker's
+// reject code). A sent request is normally answered by the member's reply; while the
+// breaker is open zkgate may answer it early, and then swallows the member's late reply.
 type inflight struct {
-	xid   int32
-	op    jute.OpCode
-	start time.Time
-	watch watchKind // registered when the reply succeeds
-	path  string    // only for watch registrations
+	xid      int32
+	op       jute.OpCode
+	start    time.Time
+	watch    watchKind // registered when the reply succeeds
+	path     string    // only for watch registrations
+	permit   bool      // holds an ensemble breaker permit (in copies handed out: release it now)
+	rejected bool      // not sent: zkgate answers it
+	answered bool      // the client has its answer
+	replied  bool      // the member's reply came (sent requests)
+	released bool      // the permit was released
+	reported bool      // reported as stalled
+}
+
+// finished entries leave the FIFO: the client has its answer and no member reply is due.
+func (f *inflight) finished() bool { return f.answered && (f.rejected || f.replied) }
+
+// handOut marks the permit released and returns a copy whose permit field says whether
+// the caller must release it now.
+func (f *inflight) handOut() inflight {
+	out := *f
+	out.permit = f.permit && !f.released
+	if f.permit {
+		f.released = true
+	}
+	return out
 }
 
 type watchKind uint8
@@ -73,7 +99,7 @@ type SessionInfo struct {
 func (s *Session) Info() SessionInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return SessionInfo{s.Client, s.Member, s.id, s.timeout, s.lastZxid, len(s.fifo), len(s.watches), s.requests, s.replies, s.started}
+	return SessionInfo{s.Client, s.Member, s.id, s.timeout, s.lastZxid, s.inFlightLocked(), len(s.watches), s.requests, s.replies, s.started}
 }
 
 // push records a request the client sent.
@@ -84,44 +110,157 @@ func (s *Session) push(f inflight) {
 	s.mu.Unlock()
 }
 
-// pop matches a reply with its request. Replies come in request order, except that the
-// server answers auth (xid -4) in its I/O thread, ahead of requests still in the
-// pipeline; that one is matched wherever it sits.
-func (s *Session) pop(h jute.ReplyHeader) (inflight, error) {
+// compact drops finished entries from the head. The caller holds mu.
+func (s *Session) compact() {
+	n := 0
+	for n < len(s.fifo) && s.fifo[n].finished() {
+		n++
+	}
+	if n > 0 {
+		clear(s.fifo[:n])
+		s.fifo = s.fifo[n:]
+	}
+}
+
+// pop matches a member reply with the oldest sent request still waiting for one. Replies
+// come in request order, except that the server answers auth (xid -4) in its I/O thread,
+// ahead of requests still in the pipeline; that one is matched wherever it sits. forward
+// says the client still needs the reply (false when zkgate answered it early).
+func (s *Session) pop(h jute.ReplyHeader) (f inflight, forward bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if h.Zxid > 0 && h.Xid != jute.XidPing && h.Xid != jute.XidAuth {
 		s.lastZxid = max(s.lastZxid, h.Zxid)
 	}
-	if len(s.fifo) > 0 && s.fifo[0].xid == h.Xid {
-		f := s.fifo[0]
-		s.fifo[0] = inflight{}
-		s.fifo = s.fifo[1:]
-		s.replies++
-		return f, nil
-	}
-	if h.Xid == jute.XidAuth {
-		for i := range s.fifo {
-			if s.fifo[i].xid == jute.XidAuth {
-				f := s.fifo[i]
-				s.fifo = append(s.fifo[:i], s.fifo[i+1:]...)
-				s.replies++
-				return f, nil
+	waiting := func(i int) bool { return !s.fifo[i].rejected && !s.fifo[i].replied }
+	first := slices.IndexFunc(s.fifo, func(e inflight) bool { return !e.rejected && !e.replied })
+	idx := -1
+	switch {
+	case first >= 0 && s.fifo[first].xid == h.Xid:
+		idx = first
+	case first >= 0 && h.Xid == jute.XidAuth:
+		for i := first; i < len(s.fifo); i++ {
+			if waiting(i) && s.fifo[i].xid == jute.XidAuth {
+				idx = i
+				break
 			}
 		}
 	}
-	want := int32(0)
-	if len(s.fifo) > 0 {
-		want = s.fifo[0].xid
+	if idx < 0 {
+		want := int32(0)
+		if first >= 0 {
+			want = s.fifo[first].xid
+		}
+		return inflight{}, false, fmt.Errorf("%w: got xid %d, oldest in flight %d (%d in flight)", errXidMismatch, h.Xid, want, s.inFlightLocked())
 	}
-	return inflight{}, fmt.Errorf("%w: got xid %d, oldest in flight %d (%d in flight)", errXidMismatch, h.Xid, want, len(s.fifo))
+	e := &s.fifo[idx]
+	e.replied = true
+	forward = !e.answered
+	e.answered = true
+	f = e.handOut()
+	if forward {
+		s.replies++
+	}
+	s.compact()
+	return f, forward, nil
 }
 
-// inFlight is the number of unanswered requests.
+// takeRejects marks the rejected requests that are now next in line as answered and
+// appends their xids to buf, for the caller to write in that order.
+func (s *Session) takeRejects(buf []int32) []int32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.fifo {
+		e := &s.fifo[i]
+		if e.answered {
+			continue
+		}
+		if !e.rejected {
+			break // a sent request answers first
+		}
+		e.answered = true
+		s.replies++
+		buf = append(buf, e.xid)
+	}
+	s.compact()
+	return buf
+}
+
+// answerAll marks every request still owed an answer as answered, in order, and appends
+// copies to buf for the caller to answer with the reject code (and release permits).
+// Member replies to the sent ones are swallowed when they come.
+func (s *Session) answerAll(buf []inflight) []inflight {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.fifo {
+		e := &s.fifo[i]
+		if e.answered {
+			continue
+		}
+		e.answered = true
+		s.replies++
+		buf = append(buf, e.handOut())
+	}
+	s.compact()
+	return buf
+}
+
+// inFlight is the number of requests sent to the member and not yet replied to.
 func (s *Session) inFlight() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.fifo)
+	return s.inFlightLocked()
+}
+
+func (s *Session) inFlightLocked() int {
+	n := 0
+	for i := range s.fifo {
+		if !s.fifo[i].rejected && !s.fifo[i].replied {
+			n++
+		}
+	}
+	return n
+}
+
+// drain empties the FIFO when the session ends. It returns the sent requests that got
+// no member reply, with permit set where one must still be released.
+func (s *Session) drain() []inflight {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []inflight
+	for i := range s.fifo {
+		if e := &s.fifo[i]; !e.rejected && !e.replied {
+			out = append(out, e.handOut())
+		}
+	}
+	s.fifo = nil
+	return out
+}
+
+// stalls marks the sent requests waiting longer than slow that were not marked before,
+// appending copies to buf (permit set where the caller must release it now, as slow).
+func (s *Session) stalls(now time.Time, slow time.Duration, buf []inflight) []inflight {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.fifo {
+		e := &s.fifo[i]
+		if now.Sub(e.start) <= slow {
+			break // the FIFO is in start order
+		}
+		if e.rejected || e.replied || e.reported || e.xid < 0 { // pings, auth, setWatches hold no permit
+			continue
+		}
+		e.reported = true
+		buf = append(buf, e.handOut())
+	}
+	return buf
+}
+
+// zxid is the last zxid the session saw.
+func (s *Session) zxid() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastZxid
 }
 
 func (s *Session) addAuth(body []byte) {

@@ -1,0 +1,447 @@
+package proxy_test
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+	"github.com/zkgate/zkgate/breaker"
+	"github.com/zkgate/zkgate/internal/zktest"
+	"github.com/zkgate/zkgate/jute"
+	"github.com/zkgate/zkgate/proxy"
+)
+
+// rawSession is a ZooKeeper session spoken in raw jute, for pipelining and for checking
+// the order and codes of replies byte by byte.
+type rawSession struct {
+	t    *testing.T
+	conn net.Conn
+	fr   *jute.FrameReader
+	xid  int32
+	id   int64
+}
+
+func dialRaw(t *testing.T, addr string) *rawSession {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write(jute.AppendFrame(nil, &jute.ConnectRequest{TimeOut: 10000, Passwd: make([]byte, 16)})); err != nil {
+		t.Fatal(err)
+	}
+	fr := jute.NewFrameReader(conn, 0)
+	frame, err := fr.Next()
+	if err != nil {
+		t.Fatalf("handshake: %v", err)
+	}
+	var resp jute.ConnectResponse
+	if err := jute.Decode(frame[4:], &resp); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Time{})
+	return &rawSession{t: t, conn: conn, fr: fr, id: resp.SessionID}
+}
+
+// send writes requests in one go (pipelined) and returns their xids.
+func (r *rawSession) send(reqs ...func(xid int32) []byte) []int32 {
+	var buf []byte
+	var xids []int32
+	for _, req := range reqs {
+		r.xid++
+		xids = append(xids, r.xid)
+		buf = append(buf, req(r.xid)...)
+	}
+	if _, err := r.conn.Write(buf); err != nil {
+		r.t.Fatal(err)
+	}
+	return xids
+}
+
+func getData(path string) func(int32) []byte {
+	return func(xid int32) []byte {
+		return jute.AppendFrame(nil, &jute.RequestHeader{Xid: xid, Type: jute.OpGetData}, &jute.GetDataRequest{Path: path})
+	}
+}
+
+func setData(path string, data []byte) func(int32) []byte {
+	return func(xid int32) []byte {
+		return jute.AppendFrame(nil, &jute.RequestHeader{Xid: xid, Type: jute.OpSetData}, &jute.SetDataRequest{Path: path, Data: data, Version: -1})
+	}
+}
+
+// replies reads reply headers (skipping notifications) until n arrived or the connection
+// ends.
+func (r *rawSession) replies(n int, within time.Duration) ([]jute.ReplyHeader, error) {
+	r.conn.SetReadDeadline(time.Now().Add(within))
+	var out []jute.ReplyHeader
+	for len(out) < n {
+		frame, err := r.fr.Next()
+		if err != nil {
+			return out, err
+		}
+		h, err := jute.ParseReplyHeader(frame[4:])
+		if err != nil {
+			return out, err
+		}
+		if h.Xid != jute.XidNotification {
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}
+
+// load is n go-zookeeper sessions, each writing its own node in a loop.
+type load struct {
+	conns    []*zk.Conn
+	ids      []int64
+	expired  atomic.Int32
+	ok, fail atomic.Int64
+	mu       sync.Mutex
+	rejected []timed // requests answered with the reject code
+	stop     chan struct{}
+	wg       sync.WaitGroup
+}
+
+func startLoad(t *testing.T, addr string, n int, timeout time.Duration) *load {
+	t.Helper()
+	l := &load{stop: make(chan struct{})}
+	for i := range n {
+		c, events, err := zk.Connect([]string{addr}, timeout, zk.WithLogger(quietLogger{t}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitEvent(t, events, zk.StateHasSession, 15*time.Second)
+		go func() {
+			for e := range events {
+				if e.State == zk.StateExpired {
+					l.expired.Add(1)
+				}
+			}
+		}()
+		path := fmt.Sprintf("/load-%d-%d", time.Now().UnixNano(), i)
+		if _, err := c.Create(path, nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+			t.Fatal(err)
+		}
+		l.conns, l.ids = append(l.conns, c), append(l.ids, c.SessionID())
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				start := time.Now()
+				_, err := c.Set(path, []byte("x"), -1)
+				switch {
+				case err == nil:
+					l.ok.Add(1)
+				case strings.Contains(fmt.Sprint(err), "-7"):
+					l.fail.Add(1)
+					l.mu.Lock()
+					l.rejected = append(l.rejected, timed{start, time.Since(start)})
+					l.mu.Unlock()
+				default:
+					l.fail.Add(1)
+					time.Sleep(10 * time.Millisecond) // connection loss: let the client reconnect
+				}
+			}
+		}()
+	}
+	t.Cleanup(l.close)
+	return l
+}
+
+func (l *load) close() {
+	select {
+	case <-l.stop:
+		return
+	default:
+	}
+	close(l.stop)
+	for _, c := range l.conns {
+		c.Close()
+	}
+	l.wg.Wait()
+}
+
+type timed struct {
+	start   time.Time
+	latency time.Duration
+}
+
+// rejectStats returns how many requests sent after since got the reject code, and their
+// p99 latency.
+func (l *load) rejectStats(since time.Time) (int, time.Duration) {
+	l.mu.Lock()
+	var s []time.Duration
+	for _, r := range l.rejected {
+		if !r.start.Before(since) {
+			s = append(s, r.latency)
+		}
+	}
+	l.mu.Unlock()
+	if len(s) == 0 {
+		return 0, 0
+	}
+	slices.Sort(s)
+	return len(s), s[len(s)*99/100]
+}
+
+// waitState waits for the breaker to reach state and returns how long it took.
+func waitState(t *testing.T, g *gate, state breaker.State, d time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	waitUntil(t, d, "breaker "+state.String(), func() bool { return g.srv.Breaker().State() == state })
+	return time.Since(start)
+}
+
+func transitions(g *gate) string {
+	var path []string
+	for _, tr := range g.srv.Breaker().History() {
+		path = append(path, tr.ToName)
+	}
+	return strings.Join(path, ",")
+}
+
+// Quorum loss under load: the breaker opens, new clients are closed at once, requests in
+// flight are answered with the reject code in order, and after the members come back it
+// goes through half-open to closed with the sessions intact.
+func TestBreakerQuorumLoss(t *testing.T) {
+	ens := zktest.Start(t, zktest.Config{Members: 3, Extra: map[string]string{"maxSessionTimeout": "30000"}})
+	leader, err := ens.Leader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sessions go to the leader (policy any, leader first): it is the member that keeps
+	// requests in flight after the followers die, until it notices it lost its quorum.
+	order := []string{leader.ClientAddr}
+	var followers []*zktest.Member
+	for _, m := range ens.Members() {
+		if m != leader {
+			order = append(order, m.ClientAddr)
+			followers = append(followers, m)
+		}
+	}
+	g := startGate(t, ens, proxy.Config{Name: "quorum", Policy: proxy.Any}, withMemberOrder(order),
+		withBreaker(func(c *breaker.Config) { c.OpenFor = time.Second }))
+	l := startLoad(t, g.addr, 20, 20*time.Second)
+	raw := dialRaw(t, g.addr)
+	if _, err := raw.replies(0, time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	killed := time.Now()
+	for _, f := range followers {
+		f.Kill()
+	}
+	// A write the leader cannot commit, and reads queued behind it in the session.
+	xids := raw.send(setData("/", []byte("no quorum")), getData("/"), getData("/zookeeper"), getData("/"), getData("/"))
+	opened := waitState(t, g, breaker.Open, 10*time.Second)
+	t.Logf("breaker open %v after 2 of 3 members were killed (target 2 s)", opened.Round(time.Millisecond))
+
+	got, err := raw.replies(len(xids), 15*time.Second)
+	if len(got) != len(xids) {
+		t.Fatalf("%d of %d in-flight requests answered before %v", len(got), len(xids), err)
+	}
+	for i, h := range got {
+		if h.Xid != xids[i] || h.Err != jute.ErrOperationTimeout {
+			t.Fatalf("reply %d: xid %d err %v, want xid %d with OPERATIONTIMEOUT, in order; all: %+v", i, h.Xid, h.Err, xids[i], got)
+		}
+	}
+	t.Logf("%d in-flight requests answered with %v in xid order", len(got), got[0].Err)
+
+	// A new client is closed at once while the breaker is open.
+	conn, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	conn.Write(jute.AppendFrame(nil, &jute.ConnectRequest{TimeOut: 4000, Passwd: make([]byte, 16)}))
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := conn.Read(make([]byte, 64))
+	took := time.Since(start)
+	conn.Close()
+	if n != 0 || !errors.Is(err, io.EOF) {
+		t.Fatalf("new client while open: read %d bytes, %v; want it closed", n, err)
+	}
+	t.Logf("new client closed %v after connect while open (target 50 ms)", took.Round(time.Microsecond))
+	if out := ask(t, g.addr, "ruok"); out == "imok" {
+		t.Fatal("ruok is imok while the breaker is open")
+	}
+	if out := ask(t, g.addr, "srvr"); !strings.Contains(out, "Breaker: open") {
+		t.Fatalf("srvr does not show the open breaker:\n%s", out)
+	}
+	g.waitLog(t, time.Second, `"to":"open"`, `"reason":"health: `)
+
+	// The members come back: half-open, then closed, and the sessions continue.
+	back := time.Now()
+	for _, f := range followers {
+		if err := f.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closedAfter := waitState(t, g, breaker.Closed, 60*time.Second)
+	t.Logf("breaker closed %v after the members were restarted; transitions %s", closedAfter.Round(time.Millisecond), transitions(g))
+	if !strings.Contains(transitions(g), "open,half-open,closed") {
+		t.Fatalf("transitions %s: want open, half-open, closed", transitions(g))
+	}
+	before := l.ok.Load()
+	waitUntil(t, 30*time.Second, "writes to succeed again", func() bool { return l.ok.Load() > before+100 })
+	for i, c := range l.conns {
+		if c.SessionID() != l.ids[i] {
+			t.Errorf("session %d: id 0x%x, was 0x%x", i, c.SessionID(), l.ids[i])
+		}
+	}
+	if n := l.expired.Load(); n > 0 {
+		t.Errorf("%d sessions expired", n)
+	}
+	l.close()
+	waitUntil(t, 10*time.Second, "every permit released", func() bool { return g.srv.Breaker().Held() == 0 })
+	t.Logf("load: %d writes ok, %d failed; outage %v", l.ok.Load(), l.fail.Load(), back.Sub(killed).Round(time.Millisecond))
+}
+
+// A hung leader (SIGSTOP) while 20 sessions write: the breaker opens, requests on the
+// live sessions are answered fast with the reject code, and it closes again once the
+// ensemble has a leader.
+func TestBreakerHungLeader(t *testing.T) {
+	ens := zktest.Start(t, zktest.Config{Members: 3, Extra: map[string]string{"maxSessionTimeout": "30000"}})
+	g := startGate(t, ens, proxy.Config{Name: "hung"}, withBreaker(func(c *breaker.Config) { c.OpenFor = time.Second }))
+	l := startLoad(t, g.addr, 20, 20*time.Second)
+	waitUntil(t, 10*time.Second, "load", func() bool { return l.ok.Load() > 200 })
+	leader, err := ens.Leader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := leader.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	defer func() {
+		if !resumed {
+			leader.Resume()
+		}
+	}()
+	opened := waitState(t, g, breaker.Open, 15*time.Second)
+	openAt := time.Now()
+	why := g.srv.Breaker().History()
+	t.Logf("breaker open %v after SIGSTOP of the leader: %s", opened.Round(time.Millisecond), why[len(why)-1].Reason)
+	waitUntil(t, 10*time.Second, "requests answered with the reject code", func() bool {
+		n, _ := l.rejectStats(openAt)
+		return n >= 100
+	})
+	n, p99 := l.rejectStats(openAt)
+	t.Logf("%d requests answered with the reject code while open, p99 %v (target 10 ms)", n, p99)
+	if p99 > time.Second {
+		t.Errorf("p99 %v: refused requests are not answered fast", p99)
+	}
+	leader.Resume()
+	resumed = true
+	closedAfter := waitState(t, g, breaker.Closed, 60*time.Second)
+	t.Logf("breaker closed %v after SIGCONT; transitions %s", closedAfter.Round(time.Millisecond), transitions(g))
+	before := l.ok.Load()
+	waitUntil(t, 30*time.Second, "writes to succeed again", func() bool { return l.ok.Load() > before+100 })
+	if n := l.expired.Load(); n > 0 {
+		t.Errorf("%d sessions expired", n)
+	}
+	l.close()
+	waitUntil(t, 10*time.Second, "every permit released", func() bool { return g.srv.Breaker().Held() == 0 })
+}
+
+// A hung follower that hosts sessions is ejected, its sessions move and keep working, new
+// sessions avoid it, and it returns after SIGCONT and its ejection time.
+func TestMemberEjection(t *testing.T) {
+	ens := zktest.Start(t, zktest.Config{Members: 3, Extra: map[string]string{"maxSessionTimeout": "30000"}})
+	g := startGate(t, ens, proxy.Config{Name: "eject"}, withEjection(func(c *breaker.EjectionConfig) { c.BaseTime = 2 * time.Second }))
+	l := startLoad(t, g.addr, 20, 20*time.Second)
+	waitUntil(t, 10*time.Second, "load", func() bool { return l.ok.Load() > 200 })
+	counts := map[string]int{}
+	for _, s := range g.srv.Sessions() {
+		counts[s.Member]++
+	}
+	var victim *zktest.Member
+	for _, m := range ens.Followers() {
+		if counts[m.ClientAddr] > 0 {
+			victim = m
+		}
+	}
+	if victim == nil {
+		t.Fatalf("no follower hosts a session: %v", counts)
+	}
+	if err := victim.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	paused := time.Now()
+	waitUntil(t, 10*time.Second, "ejection", func() bool { return g.srv.Ejector().Excluded()[victim.ClientAddr] })
+	t.Logf("follower with %d sessions ejected %v after SIGSTOP (target about 1 s)", counts[victim.ClientAddr], time.Since(paused).Round(time.Millisecond))
+	g.waitLog(t, time.Second, "member ejected", victim.ClientAddr)
+	waitUntil(t, 20*time.Second, "sessions to leave the hung member", func() bool {
+		for _, s := range g.srv.Sessions() {
+			if s.Member == victim.ClientAddr {
+				return false
+			}
+		}
+		return true
+	})
+	before := l.ok.Load()
+	waitUntil(t, 20*time.Second, "moved sessions to keep writing", func() bool { return l.ok.Load() > before+200 })
+	for range 5 {
+		c, _ := connect(t, g.addr)
+		if m := memberOf(t, g, c.SessionID()); m == victim.ClientAddr {
+			t.Fatalf("new session placed on the ejected member %s", m)
+		}
+	}
+	if err := victim.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	resumed := time.Now()
+	waitUntil(t, 30*time.Second, "the member's return", func() bool { return !g.srv.Ejector().Excluded()[victim.ClientAddr] })
+	t.Logf("member returned %v after SIGCONT (ejection time 2 s); breaker transitions: %q", time.Since(resumed).Round(time.Millisecond), transitions(g))
+	if n := l.expired.Load(); n > 0 {
+		t.Errorf("%d sessions expired", n)
+	}
+}
+
+// Application errors at 100% are the ensemble doing its job: they never open the breaker.
+func TestApplicationErrorsKeepBreakerClosed(t *testing.T) {
+	ens := zktest.Require(t, shared)
+	g := startGate(t, ens, proxy.Config{Name: "apperr"}, withBreaker(func(c *breaker.Config) { c.MinRequests = 10 }))
+	c, _ := connect(t, g.addr)
+	path := fmt.Sprintf("/apperr-%d", time.Now().UnixNano())
+	if _, err := c.Create(path, nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 300 {
+		var err error
+		switch i % 3 {
+		case 0:
+			_, _, err = c.Get(path + "/none")
+		case 1:
+			_, err = c.Create(path, nil, 0, zk.WorldACL(zk.PermAll))
+		case 2:
+			_, err = c.Set(path, nil, 99)
+		}
+		if err == nil || !(errors.Is(err, zk.ErrNoNode) || errors.Is(err, zk.ErrNodeExists) || errors.Is(err, zk.ErrBadVersion)) {
+			t.Fatalf("request %d: %v, want an application error", i, err)
+		}
+	}
+	req, fail, _ := g.srv.Breaker().Stats()
+	if s := g.srv.Breaker().State(); s != breaker.Closed || fail != 0 {
+		t.Fatalf("breaker %v with %d failures in %d requests after 300 application errors", s, fail, req)
+	}
+	if h := g.srv.Breaker().Held(); h != 0 {
+		t.Fatalf("%d permits held with nothing in flight", h)
+	}
+}
