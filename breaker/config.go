@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/zkgate/zkgate/jute"
+	"go.yaml.in/yaml/v3"
 )
 
 // Config holds the ensemble breaker's settings (YAML under `breaker:`).
@@ -115,8 +116,13 @@ func (r *RejectCode) Set(s string) error {
 // Type implements pflag.Value.
 func (r *RejectCode) Type() string { return "code" }
 
-// UnmarshalText lets YAML read it by name or number.
-func (r *RejectCode) UnmarshalText(b []byte) error { return r.Set(string(b)) }
+// UnmarshalYAML reads it by name or number, and says on which line it is wrong.
+func (r *RejectCode) UnmarshalYAML(n *yaml.Node) error {
+	if err := r.Set(n.Value); err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	return nil
+}
 
 // MarshalText writes it by name.
 func (r RejectCode) MarshalText() ([]byte, error) { return []byte(r.String()), nil }

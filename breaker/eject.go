@@ -131,6 +131,9 @@ func NewEjector(addrs []string, cfg EjectionConfig, log zerolog.Logger) *Ejector
 	return j
 }
 
+// Config returns the settings.
+func (j *Ejector) Config() EjectionConfig { return j.cfg }
+
 // Excluded is the set of ejected members, for routing. It must not be modified.
 func (j *Ejector) Excluded() map[string]bool { return *j.out.Load() }
 

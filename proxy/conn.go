@@ -18,6 +18,7 @@ import (
 type conn struct {
 	srv    *Server
 	client net.Conn
+	ip     string // client IP, for the per-address limit
 	member string // set once by attach, under srv.mu
 	server net.Conn
 	sess   *Session // set once by attach, under srv.mu; read by Sessions under it
@@ -67,6 +68,9 @@ func (c *conn) serve() {
 			if errors.Is(err, errNoMember) {
 				reason = "no-member"
 			}
+			if isProtocolError(err) {
+				c.srv.obs.ProtocolError()
+			}
 			c.srv.obs.Refused(reason)
 			log.Warn().Err(err).Msg("refused client")
 		}
@@ -101,6 +105,7 @@ func (c *conn) serve() {
 	lost := c.release(c.sess.drain(), memberBroke) + answered
 	switch {
 	case isProtocolError(upErr) || isProtocolError(downErr):
+		c.srv.obs.ProtocolError()
 		log.Warn().AnErr("client_side", upErr).AnErr("member_side", downErr).Msg("session closed: protocol error")
 	case errors.Is(upErr, errClientSilent):
 		log.Warn().Err(upErr).Msg("closed silent client")
@@ -284,13 +289,13 @@ func (c *conn) handshake() (*jute.FrameReader, error) {
 		if errors.As(err, &tl) || errors.Is(err, jute.ErrBadLength) {
 			// Most often not a ZooKeeper client at all (an HTTP probe, TLS, a port scan):
 			// the first bytes say which.
-			return nil, fmt.Errorf("handshake: not a ZooKeeper ConnectRequest (first bytes %q): %w", first, err)
+			return nil, protocolError{fmt.Errorf("handshake: not a ZooKeeper ConnectRequest (first bytes %q): %w", first, err)}
 		}
 		return nil, fmt.Errorf("handshake: reading ConnectRequest: %w", describeRead(err))
 	}
 	var req jute.ConnectRequest
 	if err := jute.Decode(frame[4:], &req); err != nil {
-		return nil, fmt.Errorf("handshake: bad ConnectRequest (%d bytes): %w", len(frame)-4, err)
+		return nil, protocolError{fmt.Errorf("handshake: bad ConnectRequest (%d bytes): %w", len(frame)-4, err)}
 	}
 	raw := append([]byte(nil), frame...)
 	if err := c.place(raw, &req, deadline); err != nil {
@@ -425,7 +430,8 @@ func (c *conn) clientToServer(fr *jute.FrameReader) error {
 			return protocolError{fmt.Errorf("client request header: %w", err)}
 		}
 		f := c.note(h, payload[jute.RequestHeaderLen:])
-		c.srv.received.Add(1)
+		c.srv.obs.Request(h.Type)
+		c.sess.bytesIn.Add(uint64(len(frame)))
 		if needsPermit(h) {
 			held, ok := c.srv.brk.Acquire()
 			if !ok {
@@ -542,15 +548,17 @@ func (c *conn) relayReply(frame []byte, flush bool) error {
 		var ev jute.WatcherEvent
 		if jute.Decode(payload[jute.ReplyHeaderLen:], &ev) == nil {
 			c.sess.fired(ev.Type, ev.Path)
+			c.srv.obs.Event(ev.Type)
 		}
 	} else {
 		var f inflight
 		var err error
-		f, forward, err = c.sess.pop(h)
+		now := time.Now()
+		f, forward, err = c.sess.pop(h, now)
 		if err != nil {
 			return protocolError{err}
 		}
-		latency := time.Since(f.start)
+		latency := now.Sub(f.start)
 		if f.permit {
 			c.srv.brk.Release(h.Err, latency, false)
 		}
@@ -565,7 +573,7 @@ func (c *conn) relayReply(frame []byte, flush bool) error {
 	if !forward { // zkgate answered it already, while the breaker was open
 		return nil
 	}
-	c.srv.sent.Add(1)
+	c.sess.bytesOut.Add(uint64(len(frame)))
 	if _, err := c.cw.Write(frame); err != nil {
 		return err
 	}

@@ -11,6 +11,12 @@ import (
 // all sessions, so they must be safe for concurrent use. The ensemble breaker and the
 // member ejector get the same events from the Server directly.
 type Observer interface {
+	// Request: the client sent op (counted before the breaker decides on it).
+	Request(op jute.OpCode)
+	// Event: a watch notification went to a client.
+	Event(t jute.EventType)
+	// ProtocolError: a frame that could not be decoded closed one connection.
+	ProtocolError()
 	// Reply: a reply to op arrived from member after latency, with err (0 = OK).
 	Reply(member string, op jute.OpCode, err jute.ErrCode, latency time.Duration)
 	// Stalled: a request to member has waited longer than the slow-call threshold.
@@ -27,6 +33,10 @@ type Observer interface {
 }
 
 type nopObserver struct{}
+
+func (nopObserver) Request(jute.OpCode)  {}
+func (nopObserver) Event(jute.EventType) {}
+func (nopObserver) ProtocolError()       {}
 
 func (nopObserver) Reply(string, jute.OpCode, jute.ErrCode, time.Duration) {}
 func (nopObserver) Stalled(string, jute.OpCode, time.Duration)             {}

@@ -22,7 +22,8 @@ type Config struct {
 	MaxFrame         int           // largest frame payload; default jute.DefaultMaxFrame
 	HandshakeTimeout time.Duration // accept to ConnectResponse; default 10s, as ZooKeeper's own
 	DialTimeout      time.Duration // per member connect attempt; default 2s
-	MaxConnections   int           // 0 = unlimited
+	MaxConnections   int           // per listener; 0 = unlimited
+	MaxPerClient     int           // per client IP address; 0 = unlimited
 	DrainTimeout     time.Duration // Shutdown waits this long for sessions to end; default 10s
 	// BufferSize is each session's read and write buffer per direction; default 4 KiB.
 	// Frames that do not fit are read into pooled buffers, so it bounds idle memory, not
@@ -70,17 +71,18 @@ type Server struct {
 	rr    atomic.Uint64
 	maint sync.Once
 	stop  chan struct{}
+	kick  chan struct{} // the breaker opened: answer what sessions are owed now
 
 	mu        sync.Mutex // guards below
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
 	perMember map[string]int
+	perClient map[string]int // open connections by client IP
 	closing   bool
 
-	wg       sync.WaitGroup // accept loops and connections
-	received atomic.Uint64
-	sent     atomic.Uint64
-	started  time.Time
+	wg      sync.WaitGroup // accept loops and connections
+	retired Totals         // what ended sessions did; under mu
+	started time.Time
 }
 
 // Option configures a Server.
@@ -101,8 +103,8 @@ func NewServer(cfg Config, views ViewSource, log zerolog.Logger, opts ...Option)
 	s := &Server{
 		cfg: cfg.withDefaults(), views: views, obs: nopObserver{},
 		log:       log.With().Str("ensemble", cfg.withDefaults().Name).Logger(),
-		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}, perMember: map[string]int{},
-		started: time.Now(), stop: make(chan struct{}),
+		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}, perMember: map[string]int{}, perClient: map[string]int{},
+		started: time.Now(), stop: make(chan struct{}), kick: make(chan struct{}, 1),
 	}
 	s.rlog = s.log.Sample(&zerolog.BurstSampler{Burst: 20, Period: time.Second})
 	for _, o := range opts {
@@ -118,6 +120,14 @@ func NewServer(cfg Config, views ViewSource, log zerolog.Logger, opts ...Option)
 		}
 		s.ej = breaker.NewEjector(addrs, breaker.DefaultEjectionConfig(), s.log)
 	}
+	s.brk.Subscribe(func(t breaker.Transition) {
+		if t.To == breaker.Open {
+			select {
+			case s.kick <- struct{}{}:
+			default:
+			}
+		}
+	})
 	return s
 }
 
@@ -190,20 +200,49 @@ func (s *Server) track(c net.Conn) bool {
 		s.rlog.Warn().Str("client", c.RemoteAddr().String()).Int("max_connections", s.cfg.MaxConnections).Msg("refused client: connection limit reached")
 		return false
 	}
-	cn := &conn{srv: s, client: c}
+	ip := clientIP(c)
+	if s.cfg.MaxPerClient > 0 && s.perClient[ip] >= s.cfg.MaxPerClient {
+		c.Close()
+		s.obs.Refused("limit")
+		s.rlog.Warn().Str("client", c.RemoteAddr().String()).Int("max_connections_per_client", s.cfg.MaxPerClient).Msg("refused client: per-address connection limit reached")
+		return false
+	}
+	s.perClient[ip]++
+	cn := &conn{srv: s, client: c, ip: ip}
 	s.conns[cn] = struct{}{}
 	s.wg.Add(1)
 	go cn.serve()
 	return true
 }
 
+// untrack removes a connection; an ended session's counts move to the totals under the
+// same lock, so nothing is counted twice or lost.
 func (s *Server) untrack(cn *conn) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	delete(s.conns, cn)
+	if s.perClient[cn.ip]--; s.perClient[cn.ip] <= 0 {
+		delete(s.perClient, cn.ip)
+	}
 	if cn.member != "" {
 		s.perMember[cn.member]--
 	}
-	s.mu.Unlock()
+	if cn.sess != nil {
+		i := cn.sess.Info()
+		s.retired.Requests += i.Requests
+		s.retired.Replies += i.Replies
+		s.retired.BytesIn += i.BytesIn
+		s.retired.BytesOut += i.BytesOut
+		s.retired.Latency.merge(i.Latency)
+	}
+}
+
+func clientIP(c net.Conn) string {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+	return host
 }
 
 // sessionsPerMember copies the per-member session counts for routing.
@@ -222,6 +261,40 @@ func (s *Server) attach(cn *conn, sess *Session) {
 	cn.member, cn.sess = sess.Member, sess
 	s.perMember[sess.Member]++
 	s.mu.Unlock()
+}
+
+// Totals counts a server's traffic since it started.
+type Totals struct {
+	Requests, Replies, BytesIn, BytesOut uint64
+	Latency                              latencyStats
+	Connections                          int // open client connections, sessions or not
+	Sessions                             int // established sessions
+	Outstanding                          int // requests in flight to members
+}
+
+// Totals sums the live sessions and the ended ones.
+func (s *Server) Totals() Totals {
+	s.mu.Lock()
+	t := s.retired
+	t.Connections = len(s.conns)
+	live := make([]*Session, 0, len(s.conns))
+	for cn := range s.conns {
+		if cn.sess != nil {
+			live = append(live, cn.sess)
+		}
+	}
+	s.mu.Unlock()
+	for _, sess := range live {
+		i := sess.Info()
+		t.Requests += i.Requests
+		t.Replies += i.Replies
+		t.BytesIn += i.BytesIn
+		t.BytesOut += i.BytesOut
+		t.Outstanding += i.InFlight
+		t.Latency.merge(i.Latency)
+		t.Sessions++
+	}
+	return t
 }
 
 // Sessions returns a snapshot of every established session.
@@ -391,6 +464,8 @@ func (s *Server) maintain() {
 		select {
 		case <-s.stop:
 			return
+		case <-s.kick:
+			s.sweepStalls(time.Now())
 		case now := <-tick.C:
 			s.sweepStalls(now)
 			s.brk.Refresh()

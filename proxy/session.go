@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/zkgate/zkgate/jute"
@@ -75,6 +76,48 @@ type Session struct {
 	requests uint64
 	replies  uint64
 	started  time.Time
+
+	bytesIn, bytesOut atomic.Uint64 // frames as relayed, length prefix included
+
+	lat      latencyStats // member replies, for srvr, mntr and cons
+	lastOp   jute.OpCode
+	lastResp time.Time
+}
+
+// latencyStats is min/avg/max of reply latencies, as ZooKeeper's srvr and cons show.
+type latencyStats struct {
+	Min, Max, Sum, Last time.Duration
+	Count               uint64
+}
+
+func (l *latencyStats) add(d time.Duration) {
+	if l.Count == 0 || d < l.Min {
+		l.Min = d
+	}
+	l.Max = max(l.Max, d)
+	l.Sum += d
+	l.Last = d
+	l.Count++
+}
+
+func (l *latencyStats) merge(o latencyStats) {
+	if o.Count == 0 {
+		return
+	}
+	if l.Count == 0 || o.Min < l.Min {
+		l.Min = o.Min
+	}
+	l.Max = max(l.Max, o.Max)
+	l.Sum += o.Sum
+	l.Count += o.Count
+}
+
+// Avg is the mean latency.
+func (l latencyStats) Avg() time.Duration {
+	if l.Count == 0 {
+		return 0
+	}
+	return l.Sum / time.Duration(l.Count)
 }
 
 type watchSet uint8
@@ -92,14 +135,21 @@ type SessionInfo struct {
 	Watches  int
 	Requests uint64
 	Replies  uint64
+	BytesIn  uint64
+	BytesOut uint64
 	Started  time.Time
+	Latency  latencyStats
+	LastOp   jute.OpCode
+	LastResp time.Time
+	Passwd   bool // the member gave a session password (always, for an established session)
 }
 
 // Info returns a snapshot.
 func (s *Session) Info() SessionInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return SessionInfo{s.Client, s.Member, s.id, s.timeout, s.lastZxid, s.inFlightLocked(), len(s.watches), s.requests, s.replies, s.started}
+	return SessionInfo{s.Client, s.Member, s.id, s.timeout, s.lastZxid, s.inFlightLocked(), len(s.watches),
+		s.requests, s.replies, s.bytesIn.Load(), s.bytesOut.Load(), s.started, s.lat, s.lastOp, s.lastResp, len(s.passwd) > 0}
 }
 
 // push records a request the client sent.
@@ -126,7 +176,7 @@ func (s *Session) compact() {
 // come in request order, except that the server answers auth (xid -4) in its I/O thread,
 // ahead of requests still in the pipeline; that one is matched wherever it sits. forward
 // says the client still needs the reply (false when zkgate answered it early).
-func (s *Session) pop(h jute.ReplyHeader) (f inflight, forward bool, err error) {
+func (s *Session) pop(h jute.ReplyHeader, now time.Time) (f inflight, forward bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if h.Zxid > 0 && h.Xid != jute.XidPing && h.Xid != jute.XidAuth {
@@ -160,6 +210,10 @@ func (s *Session) pop(h jute.ReplyHeader) (f inflight, forward bool, err error) 
 	f = e.handOut()
 	if forward {
 		s.replies++
+	}
+	if f.xid >= 0 {
+		s.lat.add(now.Sub(f.start))
+		s.lastOp, s.lastResp = f.op, now
 	}
 	s.compact()
 	return f, forward, nil

@@ -13,7 +13,9 @@ import (
 // answers: the member, or zkgate for rejected requests, and, while the breaker is open,
 // for sent requests too (the member's late reply is then swallowed).
 func TestSessionFIFO(t *testing.T) {
-	sent := func(xid int32) inflight { return inflight{xid: xid, op: jute.OpGetData, start: time.Now(), permit: true} }
+	sent := func(xid int32) inflight {
+		return inflight{xid: xid, op: jute.OpGetData, start: time.Now(), permit: true}
+	}
 	rej := func(xid int32) inflight { return inflight{xid: xid, op: jute.OpGetData, rejected: true} }
 	reply := func(xid int32) jute.ReplyHeader { return jute.ReplyHeader{Xid: xid, Zxid: int64(xid)} }
 
@@ -26,7 +28,7 @@ func TestSessionFIFO(t *testing.T) {
 	if got := s.takeRejects(nil); len(got) != 0 {
 		t.Fatalf("rejects answered ahead of xid 1: %v", got)
 	}
-	f, fwd, err := s.pop(reply(1))
+	f, fwd, err := s.pop(reply(1), time.Now())
 	if err != nil || !fwd || f.xid != 1 || !f.permit {
 		t.Fatalf("pop 1: %+v %v %v", f, fwd, err)
 	}
@@ -39,7 +41,7 @@ func TestSessionFIFO(t *testing.T) {
 		t.Fatalf("answerAll: %+v", all)
 	}
 	// The member's late reply to 3 is swallowed, and its permit is not released twice.
-	f, fwd, err = s.pop(reply(3))
+	f, fwd, err = s.pop(reply(3), time.Now())
 	if err != nil || fwd || f.permit {
 		t.Fatalf("late reply: %+v forward=%v %v", f, fwd, err)
 	}
@@ -53,10 +55,10 @@ func TestSessionFIFO(t *testing.T) {
 	// Auth is answered ahead of the pipeline; anything else out of order is an error.
 	s.push(sent(5))
 	s.push(inflight{xid: jute.XidAuth, op: jute.OpAuth})
-	if f, fwd, err := s.pop(jute.ReplyHeader{Xid: jute.XidAuth}); err != nil || !fwd || f.op != jute.OpAuth {
+	if f, fwd, err := s.pop(jute.ReplyHeader{Xid: jute.XidAuth}, time.Now()); err != nil || !fwd || f.op != jute.OpAuth {
 		t.Fatalf("auth out of order: %+v %v", f, err)
 	}
-	if _, _, err := s.pop(reply(6)); !errors.Is(err, errXidMismatch) {
+	if _, _, err := s.pop(reply(6), time.Now()); !errors.Is(err, errXidMismatch) {
 		t.Fatalf("xid 6 before 5: %v", err)
 	}
 	// Stalls are reported once, with the permit to release; drain gives the rest.

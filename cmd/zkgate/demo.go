@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/zkgate/zkgate/config"
 	"github.com/zkgate/zkgate/internal/zktest"
 )
 
@@ -28,11 +29,21 @@ func newDemoCmd() *cobra.Command {
 			}
 			defer ens.Close()
 			fmt.Fprintf(out, "ensemble ready: %s\n", ens.ConnectString())
-			o := serveOptions{listen: listen, ensemble: ens.ConnectString(), admin: admin, policy: "least-connections", logLevel: "info", logFormat: "auto"}
-			return serve(ctx, o, func(client, adminAddr string) {
-				fmt.Fprintf(out, "\nzkgate listening on %s (admin http://%s/metrics)\n", client, adminAddr)
+			f := config.Default()
+			f.Admin.Listen = admin
+			e := config.DefaultEnsemble()
+			e.Name, e.Listen, e.Members = "demo", listen, ens.Addrs()
+			f.Ensembles = []config.Ensemble{e}
+			if err := f.Validate(); err != nil {
+				return usageError{err}
+			}
+			return serveConfig(ctx, f, func(r running) {
+				client := r.Clients["demo"]
+				fmt.Fprintf(out, "\nzkgate listening on %s\n", client)
+				fmt.Fprintf(out, "status page: http://%s/   metrics: http://%s/metrics\n", r.Admin, r.Admin)
 				fmt.Fprintf(out, "try: java -cp %s org.apache.zookeeper.ZooKeeperMain -server %s ls /\n", ens.Install().ClassPath, client)
-				fmt.Fprintf(out, "     or: zkgate check %s\n", ens.ConnectString())
+				fmt.Fprintf(out, "     zkgate status --admin %s\n", r.Admin)
+				fmt.Fprintf(out, "     zkgate check %s\n", ens.ConnectString())
 				fmt.Fprintln(out, "Ctrl-C stops zkgate and the ensemble and removes its data.")
 			})
 		},

@@ -29,7 +29,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newVersionCmd(), newDemoCmd(), newCheckCmd(), newServeCmd())
+	root.AddCommand(newVersionCmd(), newDemoCmd(), newCheckCmd(), newServeCmd(), newStatusCmd(), newAskCmd())
 	return root
 }
 

@@ -9,56 +9,171 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/zkgate/zkgate/admin"
+	"github.com/zkgate/zkgate/breaker"
+	"github.com/zkgate/zkgate/config"
 	"github.com/zkgate/zkgate/health"
 	"github.com/zkgate/zkgate/proxy"
 )
 
+// membersValue is --ensemble: a comma-separated member list.
+type membersValue struct{ list *[]string }
+
+func (m membersValue) String() string { return strings.Join(*m.list, ",") }
+func (m membersValue) Type() string   { return "host:port,..." }
+func (m membersValue) Set(s string) error {
+	l, err := parseMembers(s)
+	if err == nil {
+		*m.list = l
+	}
+	return err
+}
+
+// bindEnsembleFlags declares the flags that set one ensemble. serve binds them once to
+// defaults for parsing, and again to the ensemble from the file to apply the ones given.
+func bindEnsembleFlags(f *pflag.FlagSet, e *config.Ensemble) {
+	f.StringVar(&e.Name, "name", e.Name, "ensemble name, in logs, metrics and the status API")
+	f.StringVar(&e.Listen, "listen", e.Listen, "client address to listen on")
+	f.Var(membersValue{&e.Members}, "ensemble", "members' client addresses, host:port,host:port,...")
+	f.StringVar(&e.Routing, "policy", e.Routing, "routing: least-connections, round-robin or any")
+	f.IntVar(&e.Limits.MaxConnections, "max-connections", e.Limits.MaxConnections, "client connections on the listener (0 = no limit)")
+	f.IntVar(&e.Limits.MaxConnectionsPerClient, "max-connections-per-client", e.Limits.MaxConnectionsPerClient, "client connections per client IP (0 = no limit)")
+	f.DurationVar(&e.Limits.HandshakeTimeout, "handshake-timeout", e.Limits.HandshakeTimeout, "deadline from accept to ConnectResponse")
+	f.DurationVar(&e.Limits.DrainTimeout, "drain-timeout", e.Limits.DrainTimeout, "on SIGTERM, how long sessions may drain before they are closed")
+	f.DurationVar(&e.Health.Interval, "health-interval", e.Health.Interval, "time between srvr probes of a member")
+	f.DurationVar(&e.Health.Timeout, "health-timeout", e.Health.Timeout, "deadline for one probe")
+	b := &e.Breaker
+	f.BoolVar(&b.Enabled, "breaker", b.Enabled, "ensemble circuit breaker on or off")
+	f.Float64Var(&b.FailureRatio, "breaker-failure-ratio", b.FailureRatio, "failures/requests in the window that open the breaker")
+	f.UintVar(&b.MinRequests, "breaker-min-requests", b.MinRequests, "requests in the window before the ratio counts")
+	f.DurationVar(&b.Window, "breaker-window", b.Window, "failure-rate window")
+	f.DurationVar(&b.SlowCall, "breaker-slow-call", b.SlowCall, "a reply later than this counts as a failure")
+	f.DurationVar(&b.OpenFor, "breaker-open-for", b.OpenFor, "time open before half-open")
+	f.UintVar(&b.HalfOpenProbes, "breaker-half-open-probes", b.HalfOpenProbes, "successful probes that close the breaker")
+	f.Float64Var(&b.HalfOpenAdmission, "breaker-half-open-admission", b.HalfOpenAdmission, "new sessions per second while half-open")
+	f.Var(&b.RejectCode, "breaker-reject-code", "answer to refused requests: operation_timeout (-7), throttled (-127) or a number")
+	f.BoolVar(&e.Ejection.Enabled, "ejection", e.Ejection.Enabled, "member ejection (outlier detection) on or off")
+	f.DurationVar(&e.Ejection.BaseTime, "ejection-base-time", e.Ejection.BaseTime, "first ejection time; doubles with each repeat")
+}
+
 type serveOptions struct {
-	listen, ensemble, admin, policy string
-	adminPublic                     bool
-	health                          health.Config
-	proxy                           proxy.Config
-	logLevel, logFormat             string
+	configPath, adminListen, logLevel, logFormat string
+	adminPublic, check                           bool
+	ens                                          config.Ensemble // flag values; applied where given
 }
 
 func newServeCmd() *cobra.Command {
-	var o serveOptions
+	o := serveOptions{ens: config.DefaultEnsemble()}
+	d := config.Default()
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Run zkgate in front of an ensemble",
-		Args:  usageArgs(cobra.NoArgs),
+		Short: "Run zkgate in front of one ensemble (flags) or several (--config)",
+		Example: "  zkgate serve --listen 127.0.0.1:2181 --ensemble zk1:2181,zk2:2181,zk3:2181\n" +
+			"  zkgate serve --config zkgate.yaml",
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			f, err := o.resolve(cmd.Flags())
+			if err != nil {
+				return usageError{err}
+			}
+			if o.check {
+				for _, e := range f.Ensembles {
+					fmt.Fprintf(cmd.OutOrStdout(), "ensemble %s: listen %s, members %s, breaker %v, ejection %v\n",
+						e.Name, e.Listen, strings.Join(e.Members, ","), e.Breaker.Enabled, e.Ejection.Enabled)
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), "configuration ok")
+				return nil
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			return serve(ctx, o, nil)
+			return serveConfig(ctx, f, nil)
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&o.listen, "listen", "127.0.0.1:2181", "client address to listen on")
-	f.StringVar(&o.ensemble, "ensemble", "", "members, host:port,host:port,... (required)")
-	f.StringVar(&o.admin, "admin", "127.0.0.1:9181", "admin HTTP address (/metrics, /healthz, /readyz); empty disables")
-	f.BoolVar(&o.adminPublic, "admin-allow-public", false, "allow the admin server on a non-loopback address")
-	f.StringVar(&o.policy, "policy", string(proxy.LeastConnections), "routing: least-connections, round-robin or any")
-	f.DurationVar(&o.health.Interval, "health-interval", 500*time.Millisecond, "time between srvr probes of a member")
-	f.DurationVar(&o.health.Timeout, "health-timeout", 300*time.Millisecond, "deadline for one probe")
-	f.DurationVar(&o.proxy.HandshakeTimeout, "handshake-timeout", 10*time.Second, "deadline from accept to ConnectResponse")
-	f.DurationVar(&o.proxy.DrainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM, how long sessions may drain before they are closed")
-	f.IntVar(&o.proxy.MaxConnections, "max-connections", 0, "client connections limit (0 = none)")
-	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
-	f.StringVar(&o.logFormat, "log-format", "auto", "json, console, or auto (console on a terminal)")
+	fl := cmd.Flags()
+	fl.StringVar(&o.configPath, "config", "", "YAML configuration file (see testdata/zkgate.yaml); flags given override it")
+	fl.BoolVar(&o.check, "check", false, "check the configuration and exit")
+	fl.StringVar(&o.adminListen, "admin", d.Admin.Listen, "admin HTTP address (/, /metrics, /healthz, /readyz, /api/v1/status); empty disables")
+	fl.BoolVar(&o.adminPublic, "admin-allow-public", false, "allow the admin server on a non-loopback address")
+	fl.StringVar(&o.logLevel, "log-level", d.Log.Level, "debug, info, warn or error")
+	fl.StringVar(&o.logFormat, "log-format", d.Log.Format, "json, console, or auto (console on a terminal)")
+	bindEnsembleFlags(fl, &o.ens)
 	return cmd
+}
+
+// resolve builds the configuration: the file (or one ensemble from flags), then every
+// flag given on the command line over it.
+func (o *serveOptions) resolve(fl *pflag.FlagSet) (config.File, error) {
+	var f config.File
+	if o.configPath != "" {
+		var err error
+		if f, err = config.Load(o.configPath); err != nil {
+			return f, err
+		}
+	} else {
+		f = config.Default()
+		f.Ensembles = []config.Ensemble{config.DefaultEnsemble()}
+	}
+	if fl.Changed("admin") {
+		f.Admin.Listen = o.adminListen
+	}
+	if fl.Changed("admin-allow-public") {
+		f.Admin.AllowPublic = o.adminPublic
+	}
+	if fl.Changed("log-level") {
+		f.Log.Level = o.logLevel
+	}
+	if fl.Changed("log-format") {
+		f.Log.Format = o.logFormat
+	}
+	ensFlags := pflag.NewFlagSet("ensemble", pflag.ContinueOnError)
+	var given []string
+	bindEnsembleFlags(ensFlags, &config.Ensemble{})
+	ensFlags.VisitAll(func(ef *pflag.Flag) {
+		if fl.Changed(ef.Name) {
+			given = append(given, ef.Name)
+		}
+	})
+	if len(given) > 0 {
+		if len(f.Ensembles) != 1 {
+			return f, fmt.Errorf("--%s sets one ensemble, and %s has %d: set it in the file", given[0], o.configPath, len(f.Ensembles))
+		}
+		apply := pflag.NewFlagSet("apply", pflag.ContinueOnError)
+		bindEnsembleFlags(apply, &f.Ensembles[0])
+		for _, name := range given {
+			if err := apply.Set(name, fl.Lookup(name).Value.String()); err != nil {
+				return f, fmt.Errorf("--%s: %w", name, err)
+			}
+		}
+	}
+	if o.configPath == "" && len(f.Ensembles[0].Members) == 0 {
+		return f, errors.New("--ensemble is required (or --config)")
+	}
+	if _, err := newLogger(f.Log.Level, f.Log.Format); err != nil {
+		return f, err
+	}
+	if err := f.Validate(); err != nil {
+		var ce *config.Error
+		if errors.As(err, &ce) && o.configPath == "" {
+			return f, fmt.Errorf("%s: %s", ce.Key, ce.Msg) // flags: no file or line to name
+		}
+		return f, err
+	}
+	return f, nil
 }
 
 func newLogger(level, format string) (zerolog.Logger, error) {
 	lvl, err := zerolog.ParseLevel(level)
 	if err != nil || level == "" {
-		return zerolog.Logger{}, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+		return zerolog.Logger{}, fmt.Errorf("log level %q: want debug, info, warn or error", level)
 	}
 	var w = zerolog.New(os.Stderr)
 	switch format {
@@ -70,99 +185,92 @@ func newLogger(level, format string) (zerolog.Logger, error) {
 			w = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr})
 		}
 	default:
-		return zerolog.Logger{}, fmt.Errorf("--log-format %q: want json, console or auto", format)
+		return zerolog.Logger{}, fmt.Errorf("log format %q: want json, console or auto", format)
 	}
 	return w.Level(lvl).With().Timestamp().Logger(), nil
 }
 
-// serve runs until ctx ends. ready, when not nil, receives the client and admin addresses
-// once both listen (tests and demo use it).
-func serve(ctx context.Context, o serveOptions, ready func(client, admin string)) error {
-	log, err := newLogger(o.logLevel, o.logFormat)
+// running is what serveConfig started, for its ready callback.
+type running struct {
+	Clients map[string]string // ensemble name -> client address
+	Admin   string
+}
+
+// serveConfig serves f until ctx ends, then drains. ready, when not nil, is called once every
+// listener is up (tests and demo use it).
+func serveConfig(ctx context.Context, f config.File, ready func(running)) error {
+	log, err := newLogger(f.Log.Level, f.Log.Format)
 	if err != nil {
 		return usageError{err}
 	}
-	members, err := parseMembers(o.ensemble)
-	if err != nil {
-		return usageError{fmt.Errorf("--ensemble: %w", err)}
-	}
-	switch proxy.Policy(o.policy) {
-	case proxy.LeastConnections, proxy.RoundRobin, proxy.Any:
-		o.proxy.Policy = proxy.Policy(o.policy)
-	default:
-		return usageError{fmt.Errorf("--policy %q: want least-connections, round-robin or any", o.policy)}
-	}
-	if o.admin != "" && !o.adminPublic && !isLoopback(o.admin) {
-		return usageError{fmt.Errorf("--admin %s is not a loopback address; pass --admin-allow-public to expose it", o.admin)}
-	}
-	proxy.Version = buildVersion()
+	version := buildVersion()
+	proxy.Version = version
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := admin.NewMetrics(reg, version)
 
-	mon := health.NewMonitor(members, o.health, log.With().Str("component", "health").Logger())
-	mon.Start()
-	defer mon.Close()
-	srv := proxy.NewServer(o.proxy, mon, log)
-	mon.Subscribe(srv.ApplyView)
-
-	ln, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", o.listen, err)
-	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-
-	adminAddr := ""
-	if o.admin != "" {
-		aln, err := net.Listen("tcp", o.admin)
-		if err != nil {
-			srv.Close()
-			return fmt.Errorf("admin listen %s: %w", o.admin, err)
+	var ensembles []admin.Ensemble
+	var serveErrs = make(chan error, len(f.Ensembles))
+	defer func() {
+		for _, e := range ensembles {
+			e.Server.Close()
+			e.Monitor.Close()
 		}
-		adminAddr = aln.Addr().String()
-		hs := &http.Server{Handler: adminMux(srv), ReadHeaderTimeout: 5 * time.Second}
+	}()
+	info := running{Clients: map[string]string{}}
+	for _, e := range f.Ensembles {
+		elog := log.With().Str("ensemble", e.Name).Logger()
+		mon := health.NewMonitor(e.Members, health.Config{Interval: e.Health.Interval, Timeout: e.Health.Timeout,
+			Rise: e.Health.Rise, Fall: e.Health.Fall}, elog.With().Str("component", "health").Logger())
+		mon.Start()
+		brk := breaker.NewEnsemble(e.Name, e.Breaker, log)
+		srv := proxy.NewServer(proxy.Config{
+			Name: e.Name, Policy: proxy.Policy(e.Routing), MaxFrame: e.Limits.MaxFrame,
+			HandshakeTimeout: e.Limits.HandshakeTimeout, DrainTimeout: e.Limits.DrainTimeout,
+			MaxConnections: e.Limits.MaxConnections, MaxPerClient: e.Limits.MaxConnectionsPerClient,
+		}, mon, log, proxy.WithBreaker(brk), proxy.WithEjector(breaker.NewEjector(e.Members, e.Ejection, elog)),
+			proxy.WithObserver(metrics.Observer(e.Name, brk)))
+		mon.Subscribe(srv.ApplyView)
+		ensembles = append(ensembles, admin.Ensemble{Name: e.Name, Listen: e.Listen, Server: srv, Monitor: mon})
+		ln, err := net.Listen("tcp", e.Listen)
+		if err != nil {
+			return fmt.Errorf("ensemble %s: listen %s: %w", e.Name, e.Listen, err)
+		}
+		info.Clients[e.Name] = ln.Addr().String()
+		ensembles[len(ensembles)-1].Listen = ln.Addr().String()
+		go func() { serveErrs <- srv.Serve(ln) }()
+		elog.Info().Str("listen", ln.Addr().String()).Strs("members", e.Members).Str("routing", e.Routing).
+			Bool("breaker", e.Breaker.Enabled).Bool("ejection", e.Ejection.Enabled).Msg("zkgate serving ensemble")
+	}
+	reg.MustRegister(admin.NewStateCollector(ensembles))
+	if f.Admin.Listen != "" {
+		aln, err := net.Listen("tcp", f.Admin.Listen)
+		if err != nil {
+			return fmt.Errorf("admin listen %s: %w", f.Admin.Listen, err)
+		}
+		info.Admin = aln.Addr().String()
+		hs := &http.Server{Handler: admin.NewServer(ensembles, version, reg).Handler(), ReadHeaderTimeout: 5 * time.Second}
 		go hs.Serve(aln)
 		defer hs.Close()
+		log.Info().Str("admin", info.Admin).Msg("admin server: /, /metrics, /healthz, /readyz, /api/v1/status")
 	}
-	log.Info().Str("listen", ln.Addr().String()).Str("admin", adminAddr).Strs("members", members).Msg("zkgate serving")
 	if ready != nil {
-		ready(ln.Addr().String(), adminAddr)
+		ready(info)
 	}
 	select {
 	case <-ctx.Done():
 		log.Info().Msg("shutting down: draining sessions")
-		srv.Shutdown(context.Background())
-		<-serveErr
+		var wg sync.WaitGroup
+		for _, e := range ensembles {
+			wg.Add(1)
+			go func() { defer wg.Done(); e.Server.Shutdown(context.Background()) }()
+		}
+		wg.Wait()
 		return nil
-	case err := <-serveErr:
-		srv.Close()
+	case err := <-serveErrs:
 		if errors.Is(err, proxy.ErrServerClosed) {
 			return nil
 		}
 		return err
 	}
-}
-
-func adminMux(srv *proxy.Server) *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.Handler())
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !srv.CanServe() {
-			http.Error(w, "no member can take a session", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	return mux
-}
-
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -153,7 +153,8 @@ func (m *Member) Kill() { m.stop(syscall.SIGKILL, 10*time.Second) }
 // Stop asks the member to shut down (SIGTERM) and waits; SIGKILL after 10 s.
 func (m *Member) Stop() { m.stop(syscall.SIGTERM, 10*time.Second) }
 
-// Pause freezes the member with SIGSTOP: its sockets stay open but nothing answers.
+// Pause freezes the member with SIGSTOP: its sockets stay open but nothing answers. It
+// returns once the kernel reports the process stopped (signal delivery is asynchronous).
 func (m *Member) Pause() error {
 	if err := m.signal(syscall.SIGSTOP); err != nil {
 		return err
@@ -161,7 +162,18 @@ func (m *Member) Pause() error {
 	m.mu.Lock()
 	m.paused = true
 	m.mu.Unlock()
-	return nil
+	pid := m.PID()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err := ProcessState(pid)
+		if err != nil || st == "T" || st == "t" {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("zktest: member %d not stopped 5 s after SIGSTOP (state %s)", m.ID, st)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 // Resume continues a paused member with SIGCONT.

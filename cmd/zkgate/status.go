@@ -1,0 +1,91 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/zkgate/zkgate/admin"
+)
+
+func newStatusCmd() *cobra.Command {
+	var addr, output string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show a running zkgate's ensembles, members, sessions and breakers",
+		Args:  usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != "json" {
+				return usageError{fmt.Errorf("--output %q: want table or json", output)}
+			}
+			url := "http://" + strings.TrimPrefix(addr, "http://") + "/api/v1/status"
+			client := http.Client{Timeout: timeout}
+			resp, err := client.Get(url)
+			if err != nil {
+				return fmt.Errorf("is zkgate running with its admin server on %s? %w", addr, err)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+			if err != nil {
+				return err
+			}
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("%s: %s", url, resp.Status)
+			}
+			var st admin.Status
+			if err := json.Unmarshal(body, &st); err != nil {
+				return fmt.Errorf("%s: not zkgate's status: %w", url, err)
+			}
+			out := cmd.OutOrStdout()
+			if output == "json" {
+				_, err := out.Write(body)
+				return err
+			}
+			printStatus(out, st)
+			for _, e := range st.Ensembles {
+				if !e.Ready {
+					return exitError{1}
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&addr, "admin", "127.0.0.1:9181", "zkgate's admin address")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Second, "deadline for the request")
+	return cmd
+}
+
+func printStatus(w io.Writer, st admin.Status) {
+	fmt.Fprintf(w, "zkgate %s, up %s\n", st.Version, time.Since(st.StartedAt).Round(time.Second))
+	for _, e := range st.Ensembles {
+		ready := "ready"
+		if !e.Ready {
+			ready = "NOT READY"
+		}
+		fmt.Fprintf(w, "\nensemble %s on %s: %s, breaker %s, %d sessions, quorum %v\n", e.Name, e.Listen, ready, e.Breaker.State, e.Sessions, e.Quorum)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "MEMBER\tMODE\tHEALTH\tEJECTED\tSESSIONS\tZXID\tPROBE_MS")
+		for _, m := range e.Members {
+			mode, ej := m.Mode, "no"
+			if mode == "" {
+				mode = "-"
+			}
+			if m.Ejected {
+				ej = "until " + m.EjectedUntil.Format("15:04:05")
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%.2f\n", m.Address, mode, m.Status, ej, m.Sessions, m.Zxid, m.LatencyMs)
+		}
+		tw.Flush()
+		if n := len(e.Breaker.History); n > 0 {
+			last := e.Breaker.History[n-1]
+			fmt.Fprintf(w, "last breaker change %s ago: %s -> %s (%s)\n", time.Since(last.At).Round(time.Second), last.FromName, last.ToName, last.Reason)
+		}
+	}
+}
