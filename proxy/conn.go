@@ -48,7 +48,6 @@ func (c *conn) abort(reason string) {
 var (
 	errClientSilent = errors.New("client sent nothing for 1.5 session timeouts")
 	errNoMember     = errors.New("no member can take the session")
-	errNotAdmitted  = errors.New("ensemble breaker refuses new sessions")
 )
 
 func (c *conn) serve() {

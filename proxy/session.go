@@ -71,6 +71,7 @@ type Session struct {
 	timeout  time.Duration
 	lastZxid int64
 	fifo     []inflight // requests in flight, oldest first
+	backing  []inflight // fifo's whole array, so the space freed at its front is reused
 	auth     [][]byte   // auth packets as sent (AuthPacket bodies)
 	watches  map[string]watchSet
 	requests uint64
@@ -152,10 +153,21 @@ func (s *Session) Info() SessionInfo {
 		s.requests, s.replies, s.bytesIn.Load(), s.bytesOut.Load(), s.started, s.lat, s.lastOp, s.lastResp, len(s.passwd) > 0}
 }
 
-// push records a request the client sent.
+// push records a request the client sent. The FIFO reuses its array: popping advances
+// its start, and a push that finds no room at the end moves the live entries back to the
+// front instead of growing, so a session in steady state allocates nothing.
 func (s *Session) push(f inflight) {
 	s.mu.Lock()
+	if n := len(s.fifo); n == cap(s.fifo) && n > 0 && cap(s.backing)-cap(s.fifo) >= n {
+		old := s.fifo // disjoint from backing[:n]: the gap in front is at least n
+		copy(s.backing[:n], old)
+		clear(old)
+		s.fifo = s.backing[:n]
+	}
 	s.fifo = append(s.fifo, f)
+	if cap(s.fifo) > cap(s.backing) {
+		s.backing = s.fifo[:0]
+	}
 	s.requests++
 	s.mu.Unlock()
 }
@@ -169,6 +181,9 @@ func (s *Session) compact() {
 	if n > 0 {
 		clear(s.fifo[:n])
 		s.fifo = s.fifo[n:]
+		if len(s.fifo) == 0 {
+			s.fifo = s.backing[:0]
+		}
 	}
 }
 

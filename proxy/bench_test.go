@@ -1,0 +1,144 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/zkgate/zkgate/health"
+	"github.com/zkgate/zkgate/jute"
+)
+
+type staticView struct{ v *health.View }
+
+func (s staticView) View() *health.View { return s.v }
+
+// responder is the in-process stand-in for a member that exists only for the relay
+// benchmark: it accepts the ConnectRequest and answers every request with an empty
+// successful reply, as fast as it can and without allocating.
+func responder(b *testing.B) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				fr := jute.NewFrameReaderSize(c, 0, 4096)
+				bw := bufio.NewWriter(c)
+				if _, err := fr.Next(); err != nil {
+					return
+				}
+				resp := jute.AppendFrame(nil, &jute.ConnectResponse{TimeOut: 30000, SessionID: 0x1234, Passwd: make([]byte, 16)})
+				c.Write(resp)
+				var reply [20]byte
+				for {
+					frame, err := fr.Next()
+					if err != nil {
+						return
+					}
+					h, _ := jute.ParseRequestHeader(frame[4:])
+					out := (&jute.ReplyHeader{Xid: h.Xid, Zxid: 42}).Append(jute.AppendInt(reply[:0], jute.ReplyHeaderLen))
+					bw.Write(out)
+					if fr.Buffered() == 0 {
+						bw.Flush()
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// benchGate starts a Server in front of the responder and returns a connected session.
+func benchGate(b *testing.B) (net.Conn, *jute.FrameReader) {
+	member := responder(b)
+	view := &health.View{Members: []health.MemberState{{Address: member, Status: health.StatusServing, Mode: "leader", Serving: true}},
+		Leader: member, Quorum: true, At: time.Now()}
+	srv := NewServer(Config{}, staticView{view}, zerolog.Nop())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(ln)
+	b.Cleanup(func() { srv.Close() })
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	c.Write(jute.AppendFrame(nil, &jute.ConnectRequest{TimeOut: 30000, Passwd: make([]byte, 16)}))
+	fr := jute.NewFrameReader(c, 0)
+	if _, err := fr.Next(); err != nil {
+		b.Fatal(err)
+	}
+	return c, fr
+}
+
+// BenchmarkRelay is one getData request and its reply through zkgate's session code
+// (handshake done, breaker and ejector on, default observer), ping-pong.
+func BenchmarkRelay(b *testing.B) {
+	c, fr := benchGate(b)
+	req := jute.AppendFrame(nil, &jute.RequestHeader{Xid: 1, Type: jute.OpGetData}, &jute.GetDataRequest{Path: "/bench"})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		xid := int32(i + 1)
+		req[4], req[5], req[6], req[7] = byte(xid>>24), byte(xid>>16), byte(xid>>8), byte(xid)
+		if _, err := c.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		frame, err := fr.Next()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if h, _ := jute.ParseReplyHeader(frame[4:]); h.Xid != xid {
+			b.Fatalf("xid %d, want %d", h.Xid, xid)
+		}
+	}
+}
+
+// BenchmarkRelayPipelined keeps 64 requests in flight on one session.
+func BenchmarkRelayPipelined(b *testing.B) {
+	c, fr := benchGate(b)
+	const depth = 64
+	req := jute.AppendFrame(nil, &jute.RequestHeader{Xid: 1, Type: jute.OpGetData}, &jute.GetDataRequest{Path: "/bench"})
+	done := make(chan error, 1)
+	b.ReportAllocs()
+	b.ResetTimer()
+	go func() {
+		for i := 0; i < b.N; i++ {
+			if _, err := fr.Next(); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	bw := bufio.NewWriter(c)
+	sent := 0
+	for sent < b.N {
+		for k := 0; k < depth && sent < b.N; k++ {
+			sent++
+			xid := int32(sent)
+			req[4], req[5], req[6], req[7] = byte(xid>>24), byte(xid>>16), byte(xid>>8), byte(xid)
+			bw.Write(req)
+		}
+		if err := bw.Flush(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := <-done; err != nil && !errors.Is(err, io.EOF) {
+		b.Fatal(err)
+	}
+}
