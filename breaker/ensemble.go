@@ -219,12 +219,15 @@ func (e *Ensemble) force(to State, why string) {
 // changed runs after failsafe-go changes state (outside its lock).
 func (e *Ensemble) changed(ev circuitbreaker.StateChangedEvent) {
 	from, to := State(ev.OldState), State(ev.NewState)
-	e.state.Store(int32(to))
+	e.state.Store(int32(e.cb.State())) // the state now, even if listeners run out of order
 	why := ""
 	if p := e.reason.Swap(nil); p != nil {
 		why = *p
 	} else {
-		m := ev.Metrics()
+		// ev.Metrics() reads the old state's stats without failsafe-go's lock, racing with
+		// requests recorded meanwhile; cb's own accessors lock. An open state carries the
+		// stats of the state it came from.
+		m := e.cb.Metrics()
 		switch to {
 		case Open:
 			why = fmt.Sprintf("failure ratio %.2f over %d requests (threshold %.2f, min %d, window %v; slow calls over %v count)",
@@ -233,7 +236,7 @@ func (e *Ensemble) changed(ev circuitbreaker.StateChangedEvent) {
 				why = fmt.Sprintf("half-open probe failed: %d of %d probes failed", m.Failures(), m.Executions())
 			}
 		case Closed:
-			why = fmt.Sprintf("%d of %d half-open probes succeeded", m.Successes(), m.Executions())
+			why = fmt.Sprintf("%d half-open probes succeeded", e.cfg.HalfOpenProbes)
 		case HalfOpen:
 			why = fmt.Sprintf("open for %v: probing with %d requests", e.cfg.OpenFor, e.cfg.HalfOpenProbes)
 		}

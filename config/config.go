@@ -185,7 +185,9 @@ func (f *File) Validate() error {
 	for i := range f.Ensembles {
 		e := &f.Ensembles[i]
 		key := func(k string) string { return fmt.Sprintf("ensembles[%d].%s", i, k) }
-		bad := func(k, format string, args ...any) error { return &Error{Key: key(k), Msg: fmt.Sprintf(format, args...)} }
+		bad := func(k, format string, args ...any) error {
+			return &Error{Key: key(k), Msg: fmt.Sprintf(format, args...)}
+		}
 		switch {
 		case e.Name == "":
 			return bad("name", "required")

@@ -142,7 +142,10 @@ func ParseConf(out string) Conf {
 			c.Values[strings.TrimSpace(k)] = strings.TrimSpace(v)
 		}
 	}
-	ms := func(k string) time.Duration { n, _ := strconv.Atoi(c.Values[k]); return time.Duration(n) * time.Millisecond }
+	ms := func(k string) time.Duration {
+		n, _ := strconv.Atoi(c.Values[k])
+		return time.Duration(n) * time.Millisecond
+	}
 	if v, ok := c.Values["maxClientCnxns"]; ok {
 		c.MaxClientCnxns, _ = strconv.Atoi(v)
 	}

@@ -9,7 +9,7 @@ type MemberState struct {
 	Mode        string        `json:"mode"` // from srvr; "" when down
 	Serving     bool          `json:"serving"`
 	Zxid        int64         `json:"zxid"`
-	Latency     time.Duration `json:"-"` // the last probe's round trip
+	Latency     time.Duration `json:"-"`              // the last probe's round trip
 	AvgLatency  float64       `json:"avg_latency_ms"` // the server's own average, ms
 	Connections int64         `json:"connections"`
 	Outstanding int64         `json:"outstanding"`

@@ -400,10 +400,22 @@ func describeRead(err error) error {
 func (c *conn) clientToServer(fr *jute.FrameReader) error {
 	bw := bufio.NewWriterSize(c.server, c.srv.cfg.BufferSize)
 	idle := c.sess.timeout + c.sess.timeout/2
-	var armed time.Time
+	var armed, batchStart time.Time
+	// Requests read in one batch (until the client's bytes run out) enter the FIFO
+	// together, under one lock, before any of them can reach the member: before a write
+	// that would flush the buffer, and before the flush at the end of the batch. They
+	// share one arrival time.
+	batch := make([]inflight, 0, 16)
+	push := func() {
+		if len(batch) > 0 {
+			c.sess.pushAll(batch)
+			clear(batch)
+			batch = batch[:0]
+		}
+	}
 	for {
 		if idle > 0 {
-			if now := time.Now(); now.Sub(armed) > idle/4 {
+			if now := c.srv.coarseNow(); now.Sub(armed) > idle/4 {
 				c.client.SetReadDeadline(now.Add(idle))
 				armed = now
 			}
@@ -423,17 +435,21 @@ func (c *conn) clientToServer(fr *jute.FrameReader) error {
 			}
 			return err
 		}
+		if batchStart.IsZero() {
+			batchStart = time.Now()
+		}
 		payload := frame[4:]
 		h, err := jute.ParseRequestHeader(payload)
 		if err != nil {
 			return protocolError{fmt.Errorf("client request header: %w", err)}
 		}
-		f := c.note(h, payload[jute.RequestHeaderLen:])
+		f := c.note(h, payload[jute.RequestHeaderLen:], batchStart)
 		c.srv.obs.Request(h.Type)
 		c.sess.bytesIn.Add(uint64(len(frame)))
 		if needsPermit(h) {
 			held, ok := c.srv.brk.Acquire()
 			if !ok {
+				push() // the FIFO keeps the client's order
 				if err := c.reject(f); err != nil {
 					return err
 				}
@@ -441,11 +457,16 @@ func (c *conn) clientToServer(fr *jute.FrameReader) error {
 			}
 			f.permit = held
 		}
-		c.sess.push(f)
+		batch = append(batch, f)
+		if bw.Available() < len(frame) {
+			push() // this write flushes
+		}
 		if _, err := bw.Write(frame); err != nil {
 			return err
 		}
 		if fr.Buffered() == 0 {
+			push()
+			batchStart = time.Time{}
 			if err := bw.Flush(); err != nil {
 				return err
 			}
@@ -455,8 +476,8 @@ func (c *conn) clientToServer(fr *jute.FrameReader) error {
 
 // note builds the FIFO entry for a request, decoding the body only where the session
 // must remember something: a watch, an auth packet, re-registered watches.
-func (c *conn) note(h jute.RequestHeader, body []byte) inflight {
-	f := inflight{xid: h.Xid, op: h.Type, start: time.Now()}
+func (c *conn) note(h jute.RequestHeader, body []byte, start time.Time) inflight {
+	f := inflight{xid: h.Xid, op: h.Type, start: start}
 	switch h.Type {
 	case jute.OpExists, jute.OpGetData, jute.OpGetChildren, jute.OpGetChildren2:
 		// The watch flag is the body's last byte; decode the path only when it is set.
@@ -517,6 +538,7 @@ func needsPermit(h jute.RequestHeader) bool {
 // oldest request in flight and reporting its latency and outcome.
 func (c *conn) serverToClient() error {
 	fr := jute.NewFrameReaderSize(c.server, c.srv.cfg.MaxFrame, c.srv.cfg.BufferSize)
+	var batchAt time.Time // replies read in one batch share one arrival time
 	for {
 		frame, err := fr.Next()
 		if err != nil {
@@ -526,15 +548,22 @@ func (c *conn) serverToClient() error {
 			}
 			return err
 		}
-		if err := c.relayReply(frame, fr.Buffered() == 0); err != nil {
+		if batchAt.IsZero() {
+			batchAt = time.Now()
+		}
+		last := fr.Buffered() == 0
+		if err := c.relayReply(frame, batchAt, last); err != nil {
 			return err
+		}
+		if last {
+			batchAt = time.Time{}
 		}
 	}
 }
 
 // relayReply forwards one member frame to the client under wmu, followed by zkgate's
 // answers to any rejected requests queued right behind it.
-func (c *conn) relayReply(frame []byte, flush bool) error {
+func (c *conn) relayReply(frame []byte, now time.Time, flush bool) error {
 	payload := frame[4:]
 	h, err := jute.ParseReplyHeader(payload)
 	if err != nil {
@@ -552,7 +581,6 @@ func (c *conn) relayReply(frame []byte, flush bool) error {
 	} else {
 		var f inflight
 		var err error
-		now := time.Now()
 		f, forward, err = c.sess.pop(h, now)
 		if err != nil {
 			return protocolError{err}

@@ -72,6 +72,8 @@ type Session struct {
 	lastZxid int64
 	fifo     []inflight // requests in flight, oldest first
 	backing  []inflight // fifo's whole array, so the space freed at its front is reused
+	scanned  int        // fifo[:scanned] was already examined by stalls
+	owed     int        // fifo[:owed] all have their answers; the client is owed fifo[owed]
 	auth     [][]byte   // auth packets as sent (AuthPacket bodies)
 	watches  map[string]watchSet
 	requests uint64
@@ -158,6 +160,20 @@ func (s *Session) Info() SessionInfo {
 // front instead of growing, so a session in steady state allocates nothing.
 func (s *Session) push(f inflight) {
 	s.mu.Lock()
+	s.pushLocked(f)
+	s.mu.Unlock()
+}
+
+// pushAll records a batch of requests under one lock.
+func (s *Session) pushAll(fs []inflight) {
+	s.mu.Lock()
+	for i := range fs {
+		s.pushLocked(fs[i])
+	}
+	s.mu.Unlock()
+}
+
+func (s *Session) pushLocked(f inflight) {
 	if n := len(s.fifo); n == cap(s.fifo) && n > 0 && cap(s.backing)-cap(s.fifo) >= n {
 		old := s.fifo // disjoint from backing[:n]: the gap in front is at least n
 		copy(s.backing[:n], old)
@@ -169,7 +185,6 @@ func (s *Session) push(f inflight) {
 		s.backing = s.fifo[:0]
 	}
 	s.requests++
-	s.mu.Unlock()
 }
 
 // compact drops finished entries from the head. The caller holds mu.
@@ -181,6 +196,8 @@ func (s *Session) compact() {
 	if n > 0 {
 		clear(s.fifo[:n])
 		s.fifo = s.fifo[n:]
+		s.scanned = max(0, s.scanned-n)
+		s.owed = max(0, s.owed-n)
 		if len(s.fifo) == 0 {
 			s.fifo = s.backing[:0]
 		}
@@ -222,6 +239,9 @@ func (s *Session) pop(h jute.ReplyHeader, now time.Time) (f inflight, forward bo
 	e.replied = true
 	forward = !e.answered
 	e.answered = true
+	for s.owed < len(s.fifo) && s.fifo[s.owed].answered {
+		s.owed++
+	}
 	f = e.handOut()
 	if forward {
 		s.replies++
@@ -239,8 +259,8 @@ func (s *Session) pop(h jute.ReplyHeader, now time.Time) (f inflight, forward bo
 func (s *Session) takeRejects(buf []int32) []int32 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i := range s.fifo {
-		e := &s.fifo[i]
+	for ; s.owed < len(s.fifo); s.owed++ {
+		e := &s.fifo[s.owed]
 		if e.answered {
 			continue
 		}
@@ -261,8 +281,8 @@ func (s *Session) takeRejects(buf []int32) []int32 {
 func (s *Session) answerAll(buf []inflight) []inflight {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i := range s.fifo {
-		e := &s.fifo[i]
+	for ; s.owed < len(s.fifo); s.owed++ {
+		e := &s.fifo[s.owed]
 		if e.answered {
 			continue
 		}
@@ -302,7 +322,7 @@ func (s *Session) drain() []inflight {
 			out = append(out, e.handOut())
 		}
 	}
-	s.fifo = nil
+	s.fifo, s.scanned, s.owed = nil, 0, 0
 	return out
 }
 
@@ -311,11 +331,13 @@ func (s *Session) drain() []inflight {
 func (s *Session) stalls(now time.Time, slow time.Duration, buf []inflight) []inflight {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i := range s.fifo {
+	// The FIFO is in start order, so each sweep starts where the last one stopped.
+	for i := min(s.scanned, len(s.fifo)); i < len(s.fifo); i++ {
 		e := &s.fifo[i]
 		if now.Sub(e.start) <= slow {
-			break // the FIFO is in start order
+			break
 		}
+		s.scanned = i + 1
 		if e.rejected || e.replied || e.reported || e.xid < 0 { // pings, auth, setWatches hold no permit
 			continue
 		}

@@ -105,4 +105,3 @@ func printCheck(w io.Writer, a health.Assessment) {
 		fmt.Fprintf(w, "problem: %s\n", p)
 	}
 }
-

@@ -86,7 +86,7 @@ func New(cfg Config) (*Ensemble, error) {
 		e.ownDir = true
 	}
 	n := cfg.Members + cfg.Observers
-	ports, err := freePorts(3 * n)
+	ports, err := FreePorts(3 * n)
 	if err != nil {
 		e.Close()
 		return nil, err
@@ -318,8 +318,8 @@ func errString(err error) string {
 	return "(" + err.Error() + ")"
 }
 
-// freePorts reserves n distinct loopback ports by listening on :0, then releases them.
-func freePorts(n int) ([]int, error) {
+// FreePorts reserves n distinct loopback ports by listening on :0, then releases them.
+func FreePorts(n int) ([]int, error) {
 	ls := make([]net.Listener, 0, n)
 	defer func() {
 		for _, l := range ls {

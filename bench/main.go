@@ -1,0 +1,406 @@
+// Command bench compares zkgate with direct access to the members and with HAProxy in
+// TCP mode, on a real 3-member ensemble it starts itself.
+//
+//	go run ./bench                       # the default scenarios, a markdown table on stdout
+//	go run ./bench -rounds 5 -duration 10s -out BENCHMARKS.md
+//	go run ./bench -idle 10000           # RSS per idle session through zkgate
+//
+// Each scenario runs against the targets interleaved (direct, zkgate, haproxy, direct,
+// ...) for -rounds rounds and reports medians. The load is closed-loop: N sessions each
+// keep C requests in flight, pipelined in raw jute, so the client is not the bottleneck
+// (-gozk drives go-zookeeper instead, as a second opinion). CPU and RSS of zkgate and
+// HAProxy come from /proc.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/zkgate/zkgate/internal/zktest"
+)
+
+var zkgateProcs string
+
+type scenario struct {
+	name        string
+	sessions    int
+	concurrency int
+}
+
+func main() {
+	rounds := flag.Int("rounds", 3, "interleaved rounds per scenario; medians are reported")
+	duration := flag.Duration("duration", 5*time.Second, "length of one run")
+	mixFlag := flag.String("mix", "get=70,set=20,create=5,delete=5", "operation mix, percent")
+	valueSize := flag.Int("value", 128, "value size in bytes for setData and create")
+	targetsFlag := flag.String("targets", "direct,zkgate,haproxy", "targets to compare")
+	scenariosFlag := flag.String("scenarios", "latency=1x1,pipelined=8x32,many=64x4", "name=SESSIONSxCONCURRENCY,...")
+	gozk := flag.Bool("gozk", false, "drive go-zookeeper instead of raw pipelined jute")
+	idle := flag.Int("idle", 0, "instead of the load: open this many idle sessions through zkgate and report RSS per session")
+	idleFor := flag.Duration("idle-for", 30*time.Second, "how long the idle sessions sit before the second RSS reading")
+	out := flag.String("out", "", "also write the report to this markdown file")
+	flag.StringVar(&zkgateProcs, "zkgate-gomaxprocs", "", "GOMAXPROCS for the zkgate process (default: Go's)")
+	flag.Parse()
+
+	if err := run(*rounds, *duration, *mixFlag, *valueSize, *targetsFlag, *scenariosFlag, *gozk, *idle, *idleFor, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targetsFlag, scenariosFlag string,
+	gozk bool, idle int, idleFor time.Duration, out string) error {
+	mix, err := ParseMix(mixFlag)
+	if err != nil {
+		return err
+	}
+	scenarios, err := parseScenarios(scenariosFlag)
+	if err != nil {
+		return err
+	}
+	raiseFileLimit()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	fmt.Fprintln(os.Stderr, "bench: starting a 3-member ensemble")
+	ens, err := zktest.New(zktest.Config{Members: 3, TickTime: 2 * time.Second, Extra: map[string]string{
+		"globalOutstandingLimit": "100000", // the default 1000 throttles pipelined load
+	}})
+	if err != nil {
+		return err
+	}
+	defer ens.Close()
+	dir, err := os.MkdirTemp("", "zkgate-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	gate, err := startZkgate(dir, ens.Addrs())
+	if err != nil {
+		return err
+	}
+	defer gate.stop()
+
+	if idle > 0 {
+		return idleReport(ctx, gate, idle, idleFor, out)
+	}
+
+	targets := map[string]*target{
+		"direct": {name: "direct", addrs: ens.Addrs()},
+		"zkgate": gate,
+	}
+	var order []string
+	for _, t := range strings.Split(targetsFlag, ",") {
+		t = strings.TrimSpace(t)
+		if t == "haproxy" {
+			hp, err := startHAProxy(dir, ens.Addrs())
+			if err != nil {
+				return err
+			}
+			defer hp.stop()
+			targets["haproxy"] = hp
+		} else if targets[t] == nil {
+			return fmt.Errorf("unknown target %q (direct, zkgate, haproxy)", t)
+		}
+		order = append(order, t)
+	}
+
+	var report strings.Builder
+	fmt.Fprintf(&report, "Machine: %d CPUs, %s; ZooKeeper 3.8 (3 members, loopback); %s\n\n", runtime.NumCPU(), runtime.Version(), cpuModel())
+	fmt.Fprintf(&report, "Load: %s, mix %s, %d-byte values, %v per run, %d interleaved rounds, medians. Driver: %s.\n\n",
+		"closed loop", mixFlag, valueSize, duration, rounds, map[bool]string{false: "raw pipelined jute", true: "go-zookeeper"}[gozk])
+	fmt.Fprintln(&report, "| scenario | target | ops/s | vs direct | p50 | p99 | p999 | proxy CPU µs/op | proxy RSS MiB | errors |")
+	fmt.Fprintln(&report, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for i, sc := range scenarios {
+		runs := map[string][]measure{}
+		for r := range rounds {
+			for _, name := range order {
+				t := targets[name]
+				load := Load{Addrs: t.addrs, Sessions: sc.sessions, Concurrency: sc.concurrency, Duration: duration,
+					Mix: mix, ValueSize: valueSize, Root: fmt.Sprintf("/bench-%d-%s-%d", i, name, r), GoZK: gozk}
+				if err := load.Prepare(ens.Addrs()[0]); err != nil {
+					return err
+				}
+				m, err := t.measure(ctx, load)
+				if err != nil {
+					return fmt.Errorf("%s, %s, round %d: %w", sc.name, name, r+1, err)
+				}
+				fmt.Fprintf(os.Stderr, "bench: %s %s round %d: %.0f ops/s p50 %v p99 %v cpu %.1f µs/op\n",
+					sc.name, name, r+1, m.res.OpsPerSec(), m.res.Pct(50), m.res.Pct(99), m.cpuPerOp)
+				runs[name] = append(runs[name], m)
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+			}
+		}
+		direct := median(runs["direct"], func(m measure) float64 { return m.res.OpsPerSec() })
+		for _, name := range order {
+			ms := runs[name]
+			ops := median(ms, func(m measure) float64 { return m.res.OpsPerSec() })
+			lat := func(p float64) string {
+				return fmtDur(time.Duration(median(ms, func(m measure) float64 { return float64(m.res.Pct(p)) })))
+			}
+			cpu, rss := "–", "–"
+			if name != "direct" {
+				cpu = fmt.Sprintf("%.1f", median(ms, func(m measure) float64 { return m.cpuPerOp }))
+				rss = fmt.Sprintf("%.1f", median(ms, func(m measure) float64 { return m.rssMiB }))
+			}
+			errs := 0
+			for _, m := range ms {
+				errs += m.res.Errors
+			}
+			vs := "–"
+			if direct > 0 {
+				vs = fmt.Sprintf("%.2f×", ops/direct)
+			}
+			fmt.Fprintf(&report, "| %s (%dx%d) | %s | %.0f | %s | %s | %s | %s | %s | %s | %d |\n",
+				sc.name, sc.sessions, sc.concurrency, name, ops, vs, lat(50), lat(99), lat(99.9), cpu, rss, errs)
+		}
+	}
+	fmt.Fprintf(&report, "\nCommand: `go run ./bench -rounds %d -duration %v -scenarios %s -mix %s -value %d`\n",
+		rounds, duration, scenariosFlag, mixFlag, valueSize)
+	fmt.Print(report.String())
+	if out != "" {
+		return os.WriteFile(out, []byte(report.String()), 0o644)
+	}
+	return nil
+}
+
+func parseScenarios(s string) ([]scenario, error) {
+	var out []scenario
+	for _, part := range strings.Split(s, ",") {
+		name, spec, ok := strings.Cut(part, "=")
+		var sc scenario
+		if _, err := fmt.Sscanf(spec, "%dx%d", &sc.sessions, &sc.concurrency); !ok || err != nil || sc.sessions < 1 || sc.concurrency < 1 {
+			return nil, fmt.Errorf("scenario %q: want name=SESSIONSxCONCURRENCY", part)
+		}
+		sc.name = name
+		out = append(out, sc)
+	}
+	return out, nil
+}
+
+// measure is one run against one target.
+type measure struct {
+	res      Result
+	cpuPerOp float64 // µs of the proxy's CPU per operation
+	rssMiB   float64
+}
+
+// target is where the load goes, and the proxy process to watch (none for direct).
+type target struct {
+	name  string
+	addrs []string
+	cmd   *exec.Cmd
+}
+
+func (t *target) measure(ctx context.Context, l Load) (measure, error) {
+	var before procStat
+	if t.cmd != nil {
+		before = readProc(t.cmd.Process.Pid)
+	}
+	res, err := l.Run(ctx)
+	if err != nil {
+		return measure{}, err
+	}
+	m := measure{res: res}
+	if t.cmd != nil {
+		after := readProc(t.cmd.Process.Pid)
+		if res.Ops > 0 {
+			m.cpuPerOp = float64((after.cpu - before.cpu).Microseconds()) / float64(res.Ops)
+		}
+		m.rssMiB = float64(after.rss) / (1 << 20)
+	}
+	return m, nil
+}
+
+func (t *target) stop() {
+	if t.cmd != nil && t.cmd.Process != nil {
+		t.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { t.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			t.cmd.Process.Kill()
+		}
+	}
+}
+
+func freeAddr() (string, error) {
+	ports, err := zktest.FreePorts(1)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("127.0.0.1:%d", ports[0]), nil
+}
+
+// startZkgate builds zkgate and runs it as its own process, so /proc shows its CPU alone.
+func startZkgate(dir string, members []string) (*target, error) {
+	bin := filepath.Join(dir, "zkgate")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/zkgate")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return nil, fmt.Errorf("building zkgate (run from the repository root): %w", err)
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "serve", "--name", "bench", "--listen", addr, "--ensemble", strings.Join(members, ","),
+		"--admin", "", "--log-level", "warn", "--log-format", "json")
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if zkgateProcs != "" {
+		cmd.Env = append(os.Environ(), "GOMAXPROCS="+zkgateProcs)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	t := &target{name: "zkgate", addrs: []string{addr}, cmd: cmd}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if out, _ := zktest.FourLetter(addr, "ruok", time.Second); out == "imok" {
+			return t, nil
+		}
+		if time.Now().After(deadline) {
+			t.stop()
+			return nil, errors.New("zkgate did not answer imok within 30 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// startHAProxy runs Debian's haproxy in TCP mode, leastconn over the same members.
+func startHAProxy(dir string, members []string) (*target, error) {
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: haproxy missing; installing it (apt-get install haproxy)")
+		install := exec.Command("sh", "-c", "apt-get install -y -qq haproxy || (apt-get update -qq && apt-get install -y -qq haproxy)")
+		install.Stdout, install.Stderr = os.Stderr, os.Stderr
+		if err := install.Run(); err != nil {
+			return nil, fmt.Errorf("installing haproxy: %w", err)
+		}
+		if bin, err = exec.LookPath("haproxy"); err != nil {
+			return nil, err
+		}
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	var cfg strings.Builder
+	var lim syscall.Rlimit
+	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+	maxconn := max(1000, (int(lim.Cur)-200)/2) // two descriptors per proxied connection
+	fmt.Fprintf(&cfg, "global\n  maxconn %d\n  nbthread %d\n\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 60s\n  timeout server 60s\n\n", maxconn, runtime.NumCPU())
+	fmt.Fprintf(&cfg, "listen zookeeper\n  bind %s\n  balance leastconn\n", addr)
+	for i, m := range members {
+		fmt.Fprintf(&cfg, "  server zk%d %s\n", i+1, m)
+	}
+	path := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(cfg.String()), 0o644); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "-f", path, "-db")
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	t := &target{name: "haproxy", addrs: []string{addr}, cmd: cmd}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if c, _, err := handshake(addr, 10*time.Second); err == nil {
+			c.Close()
+			return t, nil
+		}
+		if time.Now().After(deadline) {
+			t.stop()
+			return nil, errors.New("haproxy did not relay a session within 10 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func median(ms []measure, f func(measure) float64) float64 {
+	if len(ms) == 0 {
+		return 0
+	}
+	v := make([]float64, len(ms))
+	for i, m := range ms {
+		v[i] = f(m)
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return fmt.Sprintf("%d µs", d.Microseconds())
+	default:
+		return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000)
+	}
+}
+
+// idleReport opens n idle sessions through zkgate and reports its RSS per session, then
+// again after they sat idle.
+func idleReport(ctx context.Context, gate *target, n int, idleFor time.Duration, out string) error {
+	pid := gate.cmd.Process.Pid
+	runtime.GC()
+	before := readProc(pid)
+	opened := make(chan struct{})
+	ictx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	start := time.Now()
+	go func() { errc <- Idle(ictx, gate.addrs[0], n, func() { close(opened) }) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-opened:
+	}
+	took := time.Since(start)
+	time.Sleep(2 * time.Second) // let zkgate settle after the burst of handshakes; the readings below are what count
+	first := readProc(pid)
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(idleFor):
+	}
+	second := readProc(pid)
+	var report strings.Builder
+	fmt.Fprintf(&report, "Idle sessions through zkgate: %d opened in %v\n\n", n, took.Round(time.Millisecond))
+	fmt.Fprintln(&report, "| reading | zkgate RSS MiB | per session KiB |")
+	fmt.Fprintln(&report, "|---|---:|---:|")
+	per := func(p procStat) float64 { return float64(p.rss-before.rss) / 1024 / float64(n) }
+	fmt.Fprintf(&report, "| before | %.1f | – |\n", float64(before.rss)/(1<<20))
+	fmt.Fprintf(&report, "| all open | %.1f | %.1f |\n", float64(first.rss)/(1<<20), per(first))
+	fmt.Fprintf(&report, "| after %v idle | %.1f | %.1f |\n", idleFor, float64(second.rss)/(1<<20), per(second))
+	fmt.Fprintf(&report, "\nzkgate CPU while idle: %.1f ms/s. Command: `go run ./bench -idle %d -idle-for %v`\n",
+		float64((second.cpu-first.cpu).Milliseconds())/idleFor.Seconds(), n, idleFor)
+	fmt.Print(report.String())
+	if out != "" {
+		f, err := os.OpenFile(out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = f.WriteString("\n" + report.String())
+		return err
+	}
+	return nil
+}
