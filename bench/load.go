@@ -26,7 +26,7 @@ func ParseMix(s string) (Mix, error) {
 		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
 		var n int
 		if _, err := fmt.Sscan(v, &n); !ok || err != nil || n < 0 {
-			return m, fmt.Errorf("mix %q: want op=percent,...", s)
+			return m, fmt.Errorf("mix %q: want a list like get=70,set=30", s)
 		}
 		switch k {
 		case "get":
