@@ -1,4 +1,4 @@
-.PHONY: test demo bench lint build
+.PHONY: test demo bench bench-idle bench-micro lint build
 
 build:
 	go build -o bin/zkgate ./cmd/zkgate
@@ -9,8 +9,17 @@ test:
 demo:
 	go run ./cmd/zkgate demo
 
+# direct vs zkgate vs HAProxy on a real ensemble (installs haproxy when missing)
 bench:
-	go test -run '^$$' -bench . -benchmem ./jute ./proxy
+	go run ./bench -rounds 3 -duration 5s
+
+# RSS per idle session through zkgate
+bench-idle:
+	go run ./bench -idle 9900 -idle-for 30s
+
+# Go micro-benchmarks of the hot path: codec, relay, breaker
+bench-micro:
+	go test -run '^$$' -bench . -benchmem ./jute ./proxy ./breaker
 
 lint:
 	go vet ./...

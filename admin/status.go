@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"net/http"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -66,11 +67,19 @@ type Server struct {
 	version   string
 	started   time.Time
 	gatherer  prometheus.Gatherer
+
+	mu   sync.Mutex
+	last map[string]sample // per ensemble, at the previous page view: the request rate
+}
+
+type sample struct {
+	at       time.Time
+	requests uint64
 }
 
 // NewServer returns the admin handler for the ensembles; metrics come from gatherer.
 func NewServer(ensembles []Ensemble, version string, gatherer prometheus.Gatherer) *Server {
-	return &Server{ensembles: ensembles, version: version, started: time.Now(), gatherer: gatherer}
+	return &Server{ensembles: ensembles, version: version, started: time.Now(), gatherer: gatherer, last: map[string]sample{}}
 }
 
 // Handler routes /, /metrics, /healthz, /readyz and /api/v1/status.
@@ -152,12 +161,27 @@ type pageData struct {
 }
 
 type opRate struct {
-	Requests float64 // total
+	Requests float64 // replies timed, total
 	MeanMs   float64 // mean reply latency since start
+	PerSec   float64 // requests per second since the previous page view (or since start)
 }
 
 func (a *Server) page(w http.ResponseWriter, _ *http.Request) {
 	data := pageData{Status: a.Status(), Now: time.Now(), Rates: a.rates()}
+	a.mu.Lock()
+	for _, e := range data.Ensembles {
+		prev, ok := a.last[e.Name]
+		if !ok {
+			prev = sample{at: a.started}
+		}
+		r := data.Rates[e.Name]
+		if d := data.Now.Sub(prev.at).Seconds(); d > 0 && e.Requests >= prev.requests {
+			r.PerSec = float64(e.Requests-prev.requests) / d
+		}
+		data.Rates[e.Name] = r
+		a.last[e.Name] = sample{at: data.Now, requests: e.Requests}
+	}
+	a.mu.Unlock()
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	if err := pageTmpl.Execute(w, data); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -223,7 +247,7 @@ td,th{border:1px solid #ddd;padding:3px 9px;text-align:left} th{background:#f0f0
  {{if .Ready}}<span class="ok">ready</span>{{else}}<span class="bad">not ready</span>{{end}}</h2>
 <div>breaker <span class="{{if eq .Breaker.State "closed"}}ok{{else if eq .Breaker.State "open"}}bad{{else}}warn{{end}}">{{.Breaker.State}}</span>
  — {{.Breaker.Summary}} · quorum {{if .Quorum}}<span class="ok">yes</span>{{else}}<span class="bad">no</span>{{end}}
- · {{.Sessions}} sessions · {{.Requests}} requests, mean reply {{printf "%.2f" $rate.MeanMs}} ms</div>
+ · {{.Sessions}} sessions · {{printf "%.1f" $rate.PerSec}} requests/s ({{.Requests}} in all), mean reply {{printf "%.2f" $rate.MeanMs}} ms</div>
 <table><tr><th>member</th><th>role</th><th>health</th><th>ejected</th><th>sessions</th><th>zxid</th><th>probe ms</th></tr>
 {{range .Members}}<tr><td>{{.Address}}</td><td>{{if .Mode}}{{.Mode}}{{else}}<span class="muted">unknown</span>{{end}}</td>
 <td class="{{if .Serving}}ok{{else}}bad{{end}}">{{.Status}}{{if .LastError}} <span class="muted">{{.LastError}}</span>{{end}}</td>

@@ -134,7 +134,11 @@ func (e *Ensemble) Acquire() (held, allowed bool) {
 // Release records the outcome of a request that holds a permit.
 func (e *Ensemble) Release(code jute.ErrCode, latency time.Duration, lost bool) {
 	e.held.Add(-1)
-	e.record(Classify(code, latency, e.cfg.SlowCall, lost))
+	o := Classify(code, latency, e.cfg.SlowCall, lost)
+	if o != Success && State(e.state.Load()) == HalfOpen {
+		e.log.Debug().Str("outcome", o.String()).Stringer("code", code).Dur("latency", latency).Bool("lost", lost).Msg("half-open probe failed")
+	}
+	e.record(o)
 }
 
 func (e *Ensemble) record(o Outcome) {
@@ -153,9 +157,12 @@ func (e *Ensemble) ConnectFailed() {
 	}
 }
 
-// AdmitSession decides whether a new client session may be placed: always while closed,
-// never while open, and at the half-open admission rate while half-open.
-func (e *Ensemble) AdmitSession() bool {
+// AdmitSession decides whether a client session may be placed. Nothing is placed while
+// health sees no quorum. A reconnecting session (one with an id) is placed otherwise,
+// whatever the state, so that the breaker never makes a session expire; its requests
+// still meet the breaker. A new session is placed while closed, at the half-open
+// admission rate while half-open, and never while open.
+func (e *Ensemble) AdmitSession(reconnect bool) bool {
 	if !e.cfg.Enabled {
 		return true
 	}
@@ -167,9 +174,15 @@ func (e *Ensemble) AdmitSession() bool {
 	case Closed:
 		return true
 	case HalfOpen:
-		return e.admit.TryAcquirePermit()
+		return reconnect || e.admit.TryAcquirePermit()
 	}
-	return false
+	return reconnect
+}
+
+// Refusing reports whether new sessions would be turned away now (the breaker is not
+// closed, or health sees no quorum).
+func (e *Ensemble) Refusing() bool {
+	return e.cfg.Enabled && (!e.healthy.Load() || State(e.state.Load()) != Closed)
 }
 
 // ObserveHealth takes the health verdict: without a quorum and a leader nothing can

@@ -119,8 +119,11 @@ func TestEnsembleTrips(t *testing.T) {
 				if _, ok := e.Acquire(); ok {
 					t.Fatal("open breaker let a request through")
 				}
-				if e.AdmitSession() {
-					t.Fatal("open breaker admitted a session")
+				if e.AdmitSession(false) {
+					t.Fatal("open breaker admitted a new session")
+				}
+				if !e.AdmitSession(true) {
+					t.Fatal("open breaker with health refused a reconnecting session: it would expire")
 				}
 			}
 		})
@@ -203,8 +206,8 @@ func TestEnsembleHealth(t *testing.T) {
 	// Held open while health is bad, however long the open time.
 	time.Sleep(2 * testConfig().OpenFor) // lets open_for pass; the assertion is that nothing changes
 	e.Refresh()
-	if e.State() != Open || e.AdmitSession() {
-		t.Fatalf("state %v: health is still bad", e.State())
+	if e.State() != Open || e.AdmitSession(false) || e.AdmitSession(true) {
+		t.Fatalf("state %v: health is still bad, yet a session was admitted", e.State())
 	}
 	if !strings.Contains(e.Summary(), "held open by health") {
 		t.Fatalf("summary %q", e.Summary())
@@ -217,7 +220,7 @@ func TestEnsembleHealth(t *testing.T) {
 	admitted := 0
 	start := time.Now()
 	for range 200 {
-		if e.AdmitSession() {
+		if e.AdmitSession(false) {
 			admitted++
 		}
 	}
@@ -234,7 +237,7 @@ func TestEnsembleDisabled(t *testing.T) {
 	cfg.Enabled = false
 	e, _ := newTestEnsemble(t, cfg)
 	e.ObserveHealth(false, "no quorum")
-	if refused := feed(e, 100, jute.ErrConnectionLoss, time.Second); refused != 0 || e.State() != Closed || !e.AdmitSession() {
+	if refused := feed(e, 100, jute.ErrConnectionLoss, time.Second); refused != 0 || e.State() != Closed || !e.AdmitSession(false) {
 		t.Fatalf("disabled breaker refused %d, state %v", refused, e.State())
 	}
 }

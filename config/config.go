@@ -86,7 +86,7 @@ func DefaultEnsemble() Ensemble {
 			HandshakeTimeout: 10 * time.Second,
 			DrainTimeout:     10 * time.Second,
 		},
-		Health:   Health{Interval: 500 * time.Millisecond, Timeout: 300 * time.Millisecond, Rise: 1, Fall: 1},
+		Health:   Health{Interval: 500 * time.Millisecond, Timeout: time.Second, Rise: 1, Fall: 2},
 		Breaker:  breaker.DefaultConfig(),
 		Ejection: breaker.DefaultEjectionConfig(),
 	}

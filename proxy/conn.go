@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -56,12 +55,14 @@ func (c *conn) serve() {
 	defer c.client.Close()
 	log := c.srv.log.With().Str("client", c.client.RemoteAddr().String()).Logger()
 
-	if !c.srv.brk.AdmitSession() {
-		c.refuseFast()
-		return
-	}
 	fr, err := c.handshake()
 	if err != nil {
+		if errors.Is(err, errRefused) {
+			c.srv.obs.Refused("breaker")
+			c.srv.rlog.Warn().Str("client", c.client.RemoteAddr().String()).Str("breaker", c.srv.brk.State().String()).
+				Msg("refused client: ensemble breaker refuses new sessions")
+			return
+		}
 		if !errors.Is(err, errFourLetterDone) {
 			reason := "handshake"
 			if errors.Is(err, errNoMember) {
@@ -120,30 +121,11 @@ func (c *conn) serve() {
 	}
 }
 
-// refuseFast turns a new client away while the breaker refuses sessions: a four-letter
-// word still gets its answer (an operator asking ruok or srvr), anything else is closed
-// within refuseWait of the accept.
-func (c *conn) refuseFast() {
-	c.client.SetDeadline(time.Now().Add(refuseWait))
-	var first [4]byte
-	if _, err := io.ReadFull(c.client, first[:]); err == nil {
-		if cmd, ok := jute.FourLetterWord(first[:]); ok {
-			c.answerFourLetter(cmd)
-			return
-		}
-		// Read the ConnectRequest too: closing with unread bytes would send a reset
-		// instead of a clean close.
-		if n := int32(binary.BigEndian.Uint32(first[:])); n > 0 && n <= 1024 {
-			io.CopyN(io.Discard, c.client, int64(n))
-		}
-	}
-	c.srv.obs.Refused("breaker")
-	c.srv.rlog.Warn().Str("client", c.client.RemoteAddr().String()).Str("breaker", c.srv.brk.State().String()).
-		Msg("refused client: ensemble breaker refuses new sessions")
-}
-
-// refuseWait bounds how long a refused client may take to show a four-letter word.
+// refuseWait bounds how long a client may take to show a four-letter word or its
+// ConnectRequest while the breaker turns new sessions away.
 const refuseWait = 30 * time.Millisecond
+
+var errRefused = errors.New("ensemble breaker refuses new sessions")
 
 // rejectInFlight answers every request still owed an answer with the reject code, in
 // order, when the member connection broke while the breaker is not closed. It returns
@@ -267,10 +249,20 @@ var errFourLetterDone = errors.New("four-letter word answered")
 func (c *conn) handshake() (*jute.FrameReader, error) {
 	cfg := c.srv.cfg
 	deadline := time.Now().Add(cfg.HandshakeTimeout)
-	c.client.SetDeadline(deadline)
+	refusing := c.srv.brk.Refusing()
+	if refusing {
+		// The breaker turns new sessions away: a client gets refuseWait to show a
+		// four-letter word or a reconnecting session, then it is closed.
+		c.client.SetDeadline(time.Now().Add(refuseWait))
+	} else {
+		c.client.SetDeadline(deadline)
+	}
 	fr := jute.NewFrameReaderSize(c.client, cfg.MaxFrame, cfg.BufferSize)
 	first, err := fr.Reader().Peek(4)
 	if err != nil {
+		if refusing {
+			return nil, errRefused
+		}
 		return nil, fmt.Errorf("handshake: reading first bytes: %w", describeRead(err))
 	}
 	first = append([]byte(nil), first...) // for the refusal message; Peek's slice does not last
@@ -290,12 +282,22 @@ func (c *conn) handshake() (*jute.FrameReader, error) {
 			// the first bytes say which.
 			return nil, protocolError{fmt.Errorf("handshake: not a ZooKeeper ConnectRequest (first bytes %q): %w", first, err)}
 		}
+		if refusing {
+			return nil, errRefused
+		}
 		return nil, fmt.Errorf("handshake: reading ConnectRequest: %w", describeRead(err))
 	}
 	var req jute.ConnectRequest
 	if err := jute.Decode(frame[4:], &req); err != nil {
 		return nil, protocolError{fmt.Errorf("handshake: bad ConnectRequest (%d bytes): %w", len(frame)-4, err)}
 	}
+	// A reconnecting session (an id) is let through whenever health allows, whatever the
+	// breaker: refusing it would let the session expire. Its requests still meet the
+	// breaker. A new session waits for the breaker.
+	if !c.srv.brk.AdmitSession(req.SessionID != 0) {
+		return nil, errRefused
+	}
+	c.client.SetDeadline(deadline)
 	raw := append([]byte(nil), frame...)
 	if err := c.place(raw, &req, deadline); err != nil {
 		return nil, err
@@ -446,25 +448,25 @@ func (c *conn) clientToServer(fr *jute.FrameReader) error {
 		f := c.note(h, payload[jute.RequestHeaderLen:], batchStart)
 		c.srv.obs.Request(h.Type)
 		c.sess.bytesIn.Add(uint64(len(frame)))
+		allowed := true
 		if needsPermit(h) {
-			held, ok := c.srv.brk.Acquire()
-			if !ok {
-				push() // the FIFO keeps the client's order
-				if err := c.reject(f); err != nil {
-					return err
-				}
-				continue
+			f.permit, allowed = c.srv.brk.Acquire()
+		}
+		if allowed {
+			batch = append(batch, f)
+			if bw.Available() < len(frame) {
+				push() // this write flushes
 			}
-			f.permit = held
+			if _, err := bw.Write(frame); err != nil {
+				return err
+			}
+		} else {
+			push() // the FIFO keeps the client's order
+			if err := c.reject(f); err != nil {
+				return err
+			}
 		}
-		batch = append(batch, f)
-		if bw.Available() < len(frame) {
-			push() // this write flushes
-		}
-		if _, err := bw.Write(frame); err != nil {
-			return err
-		}
-		if fr.Buffered() == 0 {
+		if fr.Buffered() == 0 { // the end of what the client sent: everything goes out
 			push()
 			batchStart = time.Time{}
 			if err := bw.Flush(); err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 	"github.com/zkgate/zkgate/breaker"
+	"github.com/zkgate/zkgate/health"
 	"github.com/zkgate/zkgate/internal/zktest"
 	"github.com/zkgate/zkgate/jute"
 	"github.com/zkgate/zkgate/proxy"
@@ -114,6 +115,12 @@ type load struct {
 }
 
 func startLoad(t *testing.T, addr string, n int, timeout time.Duration) *load {
+	return startLoadMode(t, addr, n, timeout, false)
+}
+
+// startLoadMode is startLoad, closed loop (one write at a time per session) or open
+// loop (openLoop: a write every 10 ms per session, not waiting for the last).
+func startLoadMode(t *testing.T, addr string, n int, timeout time.Duration, openLoop bool) *load {
 	t.Helper()
 	l := &load{stop: make(chan struct{})}
 	for i := range n {
@@ -134,29 +141,54 @@ func startLoad(t *testing.T, addr string, n int, timeout time.Duration) *load {
 			t.Fatal(err)
 		}
 		l.conns, l.ids = append(l.conns, c), append(l.ids, c.SessionID())
+		write := func() {
+			start := time.Now()
+			_, err := c.Set(path, []byte("x"), -1)
+			switch {
+			case err == nil:
+				l.ok.Add(1)
+			case strings.Contains(fmt.Sprint(err), "-7"):
+				l.fail.Add(1)
+				l.mu.Lock()
+				l.rejected = append(l.rejected, timed{start, time.Since(start)})
+				l.mu.Unlock()
+			default:
+				l.fail.Add(1)
+				time.Sleep(10 * time.Millisecond) // connection loss: let the client reconnect
+			}
+		}
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
+			if openLoop {
+				// A write every 10 ms whether or not the last ones came back (up to 100 in
+				// flight), as many client threads sharing a session would send.
+				sem := make(chan struct{}, 100)
+				tick := time.NewTicker(10 * time.Millisecond)
+				defer tick.Stop()
+				for {
+					select {
+					case <-l.stop:
+						for range cap(sem) {
+							sem <- struct{}{}
+						}
+						return
+					case <-tick.C:
+						select {
+						case sem <- struct{}{}:
+							go func() { defer func() { <-sem }(); write() }()
+						default:
+						}
+					}
+				}
+			}
 			for {
 				select {
 				case <-l.stop:
 					return
 				default:
 				}
-				start := time.Now()
-				_, err := c.Set(path, []byte("x"), -1)
-				switch {
-				case err == nil:
-					l.ok.Add(1)
-				case strings.Contains(fmt.Sprint(err), "-7"):
-					l.fail.Add(1)
-					l.mu.Lock()
-					l.rejected = append(l.rejected, timed{start, time.Since(start)})
-					l.mu.Unlock()
-				default:
-					l.fail.Add(1)
-					time.Sleep(10 * time.Millisecond) // connection loss: let the client reconnect
-				}
+				write()
 			}
 		}()
 	}
@@ -365,11 +397,31 @@ func TestBreakerAnswersInFlightInOrder(t *testing.T) {
 
 // A hung leader (SIGSTOP) while 20 sessions write: the breaker opens, requests on the
 // live sessions are answered fast with the reject code, and it closes again once the
-// ensemble has a leader.
+// ensemble has a leader. Run twice: with health as shipped (health usually sees the
+// leader go first), and with health slowed down (a 3 s probe timeout, followers that
+// wait syncLimit 4 s before they give up on the leader) so that the slow writes alone
+// must open it.
 func TestBreakerHungLeader(t *testing.T) {
-	ens := zktest.Start(t, zktest.Config{Members: 3, Extra: map[string]string{"maxSessionTimeout": "30000"}})
-	g := startGate(t, ens, proxy.Config{Name: "hung"}, withBreaker(func(c *breaker.Config) { c.OpenFor = time.Second }))
-	l := startLoad(t, g.addr, 20, 20*time.Second)
+	t.Run("health and data path", func(t *testing.T) { hungLeader(t, false) })
+	t.Run("slow calls alone", func(t *testing.T) { hungLeader(t, true) })
+}
+
+func hungLeader(t *testing.T, slowOnly bool) {
+	extra := map[string]string{"maxSessionTimeout": "30000"}
+	opts := []gateOption{withBreaker(func(c *breaker.Config) { c.OpenFor = time.Second })}
+	if slowOnly {
+		extra["syncLimit"] = "20"
+		opts = []gateOption{
+			withHealth(health.Config{Interval: 200 * time.Millisecond, Timeout: 3 * time.Second}),
+			withBreaker(func(c *breaker.Config) {
+				c.OpenFor, c.Window, c.MinRequests, c.SlowCall = time.Second, 500*time.Millisecond, 10, 200*time.Millisecond
+			}),
+		}
+	}
+	ens := zktest.Start(t, zktest.Config{Members: 3, Extra: extra})
+	g := startGate(t, ens, proxy.Config{Name: "hung"}, opts...)
+	// The slow calls must keep coming for a time-window ratio to see them: open loop.
+	l := startLoadMode(t, g.addr, 20, 20*time.Second, slowOnly)
 	waitUntil(t, 10*time.Second, "load", func() bool { return l.ok.Load() > 200 })
 	leader, err := ens.Leader()
 	if err != nil {
@@ -387,7 +439,11 @@ func TestBreakerHungLeader(t *testing.T) {
 	opened := waitState(t, g, breaker.Open, 15*time.Second)
 	openAt := time.Now()
 	why := g.srv.Breaker().History()
-	t.Logf("breaker open %v after SIGSTOP of the leader: %s", opened.Round(time.Millisecond), why[len(why)-1].Reason)
+	reason := why[len(why)-1].Reason
+	t.Logf("breaker open %v after SIGSTOP of the leader: %s", opened.Round(time.Millisecond), reason)
+	if slowOnly && !strings.Contains(reason, "failure ratio") {
+		t.Fatalf("opened by %q, want the slow calls (failure ratio)", reason)
+	}
 	waitUntil(t, 10*time.Second, "requests answered with the reject code", func() bool {
 		n, _ := l.rejectStats(openAt)
 		return n >= 100

@@ -81,6 +81,7 @@ type gateSetup struct {
 	addrs    []string // members in this order; default the ensemble's
 	breaker  breaker.Config
 	ejection breaker.EjectionConfig
+	health   health.Config
 }
 
 type gateOption func(*gateSetup)
@@ -95,15 +96,18 @@ func withEjection(f func(*breaker.EjectionConfig)) gateOption {
 
 func withMemberOrder(addrs []string) gateOption { return func(g *gateSetup) { g.addrs = addrs } }
 
+func withHealth(c health.Config) gateOption { return func(g *gateSetup) { g.health = c } }
+
 func startGate(t *testing.T, ens *zktest.Ensemble, cfg proxy.Config, opts ...gateOption) *gate {
 	t.Helper()
-	setup := gateSetup{addrs: ens.Addrs(), breaker: breaker.DefaultConfig(), ejection: breaker.DefaultEjectionConfig()}
+	setup := gateSetup{addrs: ens.Addrs(), breaker: breaker.DefaultConfig(), ejection: breaker.DefaultEjectionConfig(),
+		health: health.Config{Interval: 200 * time.Millisecond, Timeout: 300 * time.Millisecond}}
 	for _, o := range opts {
 		o(&setup)
 	}
 	logs := &logBuffer{}
 	log := zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), logs)).Level(zerolog.InfoLevel).With().Timestamp().Logger()
-	mon := health.NewMonitor(setup.addrs, health.Config{Interval: 200 * time.Millisecond, Timeout: 300 * time.Millisecond}, log)
+	mon := health.NewMonitor(setup.addrs, setup.health, log)
 	mon.Start()
 	srv := proxy.NewServer(cfg, mon, log,
 		proxy.WithBreaker(breaker.NewEnsemble(cmp.Or(cfg.Name, "default"), setup.breaker, log)),

@@ -230,7 +230,7 @@ func TestServeOperability(t *testing.T) {
 
 	// The status page and the status command.
 	if code, page := get(t, adm+"/"); code != 200 || !strings.Contains(page, "ops") || !strings.Contains(page, `http-equiv="refresh"`) ||
-		!strings.Contains(page, ens.Addrs()[1]) || !strings.Contains(page, "breaker") {
+		!strings.Contains(page, ens.Addrs()[1]) || !strings.Contains(page, "breaker") || !strings.Contains(page, "requests/s") {
 		t.Errorf("status page %d:\n%s", code, page)
 	}
 	code, out := runCLI(t, "status", "--admin", r.Admin)
