@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -25,7 +24,7 @@ type conn struct {
 	// wmu serializes writes to the client: member replies from serverToClient, and
 	// zkgate's own answers to rejected requests, which keep the FIFO's order.
 	wmu     sync.Mutex
-	cw      *bufio.Writer
+	cw      *batchWriter
 	scratch []inflight // reused under wmu
 	xids    []int32    // reused under wmu
 
@@ -79,7 +78,7 @@ func (c *conn) serve() {
 	log = log.With().Str("member", c.member).Str("session", fmt.Sprintf("0x%x", c.sess.id)).Logger()
 	log.Debug().Msg("session placed")
 	c.wmu.Lock()
-	c.cw = bufio.NewWriterSize(c.client, c.srv.cfg.BufferSize)
+	c.cw = newBatchWriter(c.client, &c.srv.bufs, c.srv.cfg.BufferSize)
 	c.wmu.Unlock()
 
 	var wg sync.WaitGroup
@@ -400,7 +399,7 @@ func describeRead(err error) error {
 // A client pings at a third of its session timeout, so one silent for 1.5 timeouts is gone
 // (a host that vanished without a FIN): its read deadline closes the session connection.
 func (c *conn) clientToServer(fr *jute.FrameReader) error {
-	bw := bufio.NewWriterSize(c.server, c.srv.cfg.BufferSize)
+	bw := newBatchWriter(c.server, &c.srv.bufs, c.srv.cfg.BufferSize)
 	idle := c.sess.timeout + c.sess.timeout/2
 	var armed, batchStart time.Time
 	// Requests read in one batch (until the client's bytes run out) enter the FIFO

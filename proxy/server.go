@@ -73,6 +73,7 @@ type Server struct {
 	stop  chan struct{}
 	kick  chan struct{} // the breaker opened: answer what sessions are owed now
 	clock atomic.Int64  // unix nanoseconds, refreshed by the maintenance loop: coarseNow
+	bufs  sync.Pool     // write buffers of cfg.BufferSize, held by a session only while it sends
 
 	mu        sync.Mutex // guards below
 	listeners map[net.Listener]struct{}
@@ -108,6 +109,7 @@ func NewServer(cfg Config, views ViewSource, log zerolog.Logger, opts ...Option)
 		started: time.Now(), stop: make(chan struct{}), kick: make(chan struct{}, 1),
 	}
 	s.clock.Store(time.Now().UnixNano())
+	s.bufs.New = func() any { b := make([]byte, 0, s.cfg.BufferSize); return &b }
 	s.rlog = s.log.Sample(&zerolog.BurstSampler{Burst: 20, Period: time.Second})
 	for _, o := range opts {
 		o(s)
