@@ -236,7 +236,7 @@ func (l *load) rejectStats(since time.Time) (int, time.Duration) {
 func waitState(t *testing.T, g *gate, state breaker.State, d time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	waitUntil(t, d, "breaker "+state.String(), func() bool { return g.srv.Breaker().State() == state })
+	zktest.WaitFor(t, d, "breaker "+state.String(), func() bool { return g.srv.Breaker().State() == state })
 	return time.Since(start)
 }
 
@@ -332,7 +332,7 @@ func TestBreakerQuorumLoss(t *testing.T) {
 		t.Fatalf("transitions %s: want open, half-open, closed", transitions(g))
 	}
 	before := l.ok.Load()
-	waitUntil(t, 30*time.Second, "writes to succeed again", func() bool { return l.ok.Load() > before+100 })
+	zktest.WaitFor(t, 30*time.Second, "writes to succeed again", func() bool { return l.ok.Load() > before+100 })
 	for i, c := range l.conns {
 		if c.SessionID() != l.ids[i] {
 			t.Errorf("session %d: id 0x%x, was 0x%x", i, c.SessionID(), l.ids[i])
@@ -342,7 +342,7 @@ func TestBreakerQuorumLoss(t *testing.T) {
 		t.Errorf("%d sessions expired", n)
 	}
 	l.close()
-	waitUntil(t, 10*time.Second, "every permit released", func() bool { return g.srv.Breaker().Held() == 0 })
+	zktest.WaitFor(t, 10*time.Second, "every permit released", func() bool { return g.srv.Breaker().Held() == 0 })
 	t.Logf("load: %d writes ok, %d failed; outage %v", l.ok.Load(), l.fail.Load(), back.Sub(killed).Round(time.Millisecond))
 }
 
@@ -422,7 +422,7 @@ func hungLeader(t *testing.T, slowOnly bool) {
 	g := startGate(t, ens, proxy.Config{Name: "hung"}, opts...)
 	// The slow calls must keep coming for a time-window ratio to see them: open loop.
 	l := startLoadMode(t, g.addr, 20, 20*time.Second, slowOnly)
-	waitUntil(t, 10*time.Second, "load", func() bool { return l.ok.Load() > 200 })
+	zktest.WaitFor(t, 10*time.Second, "load", func() bool { return l.ok.Load() > 200 })
 	leader, err := ens.Leader()
 	if err != nil {
 		t.Fatal(err)
@@ -444,7 +444,7 @@ func hungLeader(t *testing.T, slowOnly bool) {
 	if slowOnly && !strings.Contains(reason, "failure ratio") {
 		t.Fatalf("opened by %q, want the slow calls (failure ratio)", reason)
 	}
-	waitUntil(t, 10*time.Second, "requests answered with the reject code", func() bool {
+	zktest.WaitFor(t, 10*time.Second, "requests answered with the reject code", func() bool {
 		n, _ := l.rejectStats(openAt)
 		return n >= 100
 	})
@@ -458,12 +458,12 @@ func hungLeader(t *testing.T, slowOnly bool) {
 	closedAfter := waitState(t, g, breaker.Closed, 60*time.Second)
 	t.Logf("breaker closed %v after SIGCONT; transitions %s", closedAfter.Round(time.Millisecond), transitions(g))
 	before := l.ok.Load()
-	waitUntil(t, 30*time.Second, "writes to succeed again", func() bool { return l.ok.Load() > before+100 })
+	zktest.WaitFor(t, 30*time.Second, "writes to succeed again", func() bool { return l.ok.Load() > before+100 })
 	if n := l.expired.Load(); n > 0 {
 		t.Errorf("%d sessions expired", n)
 	}
 	l.close()
-	waitUntil(t, 10*time.Second, "every permit released", func() bool { return g.srv.Breaker().Held() == 0 })
+	zktest.WaitFor(t, 10*time.Second, "every permit released", func() bool { return g.srv.Breaker().Held() == 0 })
 }
 
 // A hung follower that hosts sessions is ejected, its sessions move and keep working, new
@@ -472,7 +472,7 @@ func TestMemberEjection(t *testing.T) {
 	ens := zktest.Start(t, zktest.Config{Members: 3, Extra: map[string]string{"maxSessionTimeout": "30000"}})
 	g := startGate(t, ens, proxy.Config{Name: "eject"}, withEjection(func(c *breaker.EjectionConfig) { c.BaseTime = 2 * time.Second }))
 	l := startLoad(t, g.addr, 20, 20*time.Second)
-	waitUntil(t, 10*time.Second, "load", func() bool { return l.ok.Load() > 200 })
+	zktest.WaitFor(t, 10*time.Second, "load", func() bool { return l.ok.Load() > 200 })
 	counts := map[string]int{}
 	for _, s := range g.srv.Sessions() {
 		counts[s.Member]++
@@ -490,10 +490,10 @@ func TestMemberEjection(t *testing.T) {
 		t.Fatal(err)
 	}
 	paused := time.Now()
-	waitUntil(t, 10*time.Second, "ejection", func() bool { return g.srv.Ejector().Excluded()[victim.ClientAddr] })
+	zktest.WaitFor(t, 10*time.Second, "ejection", func() bool { return g.srv.Ejector().Excluded()[victim.ClientAddr] })
 	t.Logf("follower with %d sessions ejected %v after SIGSTOP (target about 1 s)", counts[victim.ClientAddr], time.Since(paused).Round(time.Millisecond))
 	g.waitLog(t, time.Second, "member ejected", victim.ClientAddr)
-	waitUntil(t, 20*time.Second, "sessions to leave the hung member", func() bool {
+	zktest.WaitFor(t, 20*time.Second, "sessions to leave the hung member", func() bool {
 		for _, s := range g.srv.Sessions() {
 			if s.Member == victim.ClientAddr {
 				return false
@@ -502,7 +502,7 @@ func TestMemberEjection(t *testing.T) {
 		return true
 	})
 	before := l.ok.Load()
-	waitUntil(t, 20*time.Second, "moved sessions to keep writing", func() bool { return l.ok.Load() > before+200 })
+	zktest.WaitFor(t, 20*time.Second, "moved sessions to keep writing", func() bool { return l.ok.Load() > before+200 })
 	for range 5 {
 		c, _ := connect(t, g.addr)
 		if m := memberOf(t, g, c.SessionID()); m == victim.ClientAddr {
@@ -513,7 +513,7 @@ func TestMemberEjection(t *testing.T) {
 		t.Fatal(err)
 	}
 	resumed := time.Now()
-	waitUntil(t, 30*time.Second, "the member's return", func() bool { return !g.srv.Ejector().Excluded()[victim.ClientAddr] })
+	zktest.WaitFor(t, 30*time.Second, "the member's return", func() bool { return !g.srv.Ejector().Excluded()[victim.ClientAddr] })
 	t.Logf("member returned %v after SIGCONT (ejection time 2 s); breaker transitions: %q", time.Since(resumed).Round(time.Millisecond), transitions(g))
 	if n := l.expired.Load(); n > 0 {
 		t.Errorf("%d sessions expired", n)

@@ -238,7 +238,7 @@ func TestGracefulShutdown(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- g.srv.Shutdown(context.Background()) }()
 	// New clients are turned away: the listener is closed.
-	waitUntil(t, 5*time.Second, "the listener to close", func() bool {
+	zktest.WaitFor(t, 5*time.Second, "the listener to close", func() bool {
 		c, err := net.DialTimeout("tcp", g.addr, time.Second)
 		if err != nil {
 			return true
@@ -274,17 +274,6 @@ func TestGracefulShutdown(t *testing.T) {
 	t.Logf("Shutdown with a session that stays: returned after %v (drain 300ms)", time.Since(start))
 	waitEvent(t, events, zk.StateDisconnected, 10*time.Second)
 	g2.waitLog(t, 5*time.Second, "drain time over")
-}
-
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func waitEvent(t *testing.T, events <-chan zk.Event, state zk.State, d time.Duration) {

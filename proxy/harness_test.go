@@ -1,13 +1,11 @@
 package proxy_test
 
 import (
-	"bytes"
 	"cmp"
 	"io"
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -38,25 +36,7 @@ type gate struct {
 	addr string
 	srv  *proxy.Server
 	mon  *health.Monitor
-	logs *logBuffer // everything zkgate logged, as JSON lines
-}
-
-// logBuffer collects zkgate's log lines for a test to check what an operator would see.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs *zktest.Buffer // everything zkgate logged, as JSON lines
 }
 
 // waitLog waits until zkgate has logged a line holding every one of subs.
@@ -105,7 +85,7 @@ func startGate(t *testing.T, ens *zktest.Ensemble, cfg proxy.Config, opts ...gat
 	for _, o := range opts {
 		o(&setup)
 	}
-	logs := &logBuffer{}
+	logs := &zktest.Buffer{}
 	log := zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), logs)).Level(zerolog.InfoLevel).With().Timestamp().Logger()
 	mon := health.NewMonitor(setup.addrs, setup.health, log)
 	mon.Start()

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -304,24 +303,6 @@ type quiet struct{}
 
 func (quiet) Printf(string, ...any) {}
 
-// syncBuffer is written by the command while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // The demo starts a real ensemble with zkgate in front, serves a client, and on Ctrl-C
 // (its context ending) stops both.
 func TestDemoStartsAndStops(t *testing.T) {
@@ -329,7 +310,7 @@ func TestDemoStartsAndStops(t *testing.T) {
 		zktest.Require(t, nil)
 	}
 	root := newRootCmd()
-	var out syncBuffer
+	var out zktest.Buffer
 	root.SetOut(&out)
 	root.SetErr(&out)
 	root.SetArgs([]string{"demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"})

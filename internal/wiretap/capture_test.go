@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -104,18 +103,6 @@ func writeGolden(t *testing.T, name string, frames []wiretap.Frame) {
 	}
 }
 
-// waitFor polls cond until it holds, or fails the test after d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // sent reports whether the tap has seen a request with opcode op on connection conn (any
 // connection when conn is 0).
 func sent(tap *wiretap.Tap, conn int, op jute.OpCode) bool {
@@ -128,24 +115,6 @@ func sent(tap *wiretap.Tap, conn int, op jute.OpCode) bool {
 		}
 	}
 	return false
-}
-
-// lockedBuffer is a bytes.Buffer that a child process writes while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 type nopLogger struct{}
@@ -230,7 +199,7 @@ func goClient(t *testing.T, tap *wiretap.Tap) {
 	must(err)
 	// Cut the connection: the client reconnects and sends its watches with setWatches.
 	tap.Drop()
-	waitFor(t, 15*time.Second, "setWatches after the reconnect", func() bool { return sent(tap, 0, jute.OpSetWatches) })
+	zktest.WaitFor(t, 15*time.Second, "setWatches after the reconnect", func() bool { return sent(tap, 0, jute.OpSetWatches) })
 	_, err = c.Set("/g", []byte("fire"), -1)
 	for err != nil && errors.Is(err, zk.ErrConnectionClosed) {
 		_, err = c.Set("/g", []byte("fire"), -1)
@@ -247,11 +216,11 @@ func goClient(t *testing.T, tap *wiretap.Tap) {
 	_, err = c.Create("/g/later", nil, 0, open)
 	must(err)
 	<-wChild
-	waitFor(t, 15*time.Second, "a ping", func() bool { return sent(tap, 0, jute.OpPing) })
+	zktest.WaitFor(t, 15*time.Second, "a ping", func() bool { return sent(tap, 0, jute.OpPing) })
 	want(c.Delete("/g/later", 7), zk.ErrBadVersion)
 	must(c.Delete("/g/later", -1))
 	c.Close()
-	waitFor(t, 10*time.Second, "closeSession", func() bool { return sent(tap, 0, jute.OpCloseSession) })
+	zktest.WaitFor(t, 10*time.Second, "closeSession", func() bool { return sent(tap, 0, jute.OpCloseSession) })
 }
 
 func javaClient(ens *zktest.Ensemble) func(t *testing.T, tap *wiretap.Tap) {
@@ -307,7 +276,7 @@ func cClient(t *testing.T, tap *wiretap.Tap) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out lockedBuffer
+	var out zktest.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -324,15 +293,15 @@ func cClient(t *testing.T, tap *wiretap.Tap) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 15*time.Second, "the C client's session", func() bool { return len(tap.Frames()) >= 2 })
+	zktest.WaitFor(t, 15*time.Second, "the C client's session", func() bool { return len(tap.Frames()) >= 2 })
 	say("create /cm", "create2 /cm/two", "create +e /cm/eph", "set /cm data", "get /cm", "ls /cm", "ls2 /cm",
 		"exists /cm", "wexists /cm/none", "sync /cm", "addauth digest user:secret", "delete /cm/none")
-	waitFor(t, 15*time.Second, "the C client's requests", func() bool { return sent(tap, 1, jute.OpDelete) })
+	zktest.WaitFor(t, 15*time.Second, "the C client's requests", func() bool { return sent(tap, 1, jute.OpDelete) })
 	// Cut the connection: cli_mt reconnects and resends the watches of get and ls.
 	tap.Drop()
-	waitFor(t, 15*time.Second, "setWatches after the reconnect", func() bool { return sent(tap, 2, jute.OpSetWatches) })
+	zktest.WaitFor(t, 15*time.Second, "setWatches after the reconnect", func() bool { return sent(tap, 2, jute.OpSetWatches) })
 	say("set /cm fire", "delete /cm/two", "delete /cm/eph", "delete /cm")
-	waitFor(t, 15*time.Second, "the last delete", func() bool {
+	zktest.WaitFor(t, 15*time.Second, "the last delete", func() bool {
 		return strings.Contains(out.String(), "NodeDataChanged") || strings.Count(out.String(), "rc = 0") >= 10
 	})
 	say("quit")
