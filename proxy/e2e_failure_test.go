@@ -290,3 +290,38 @@ func waitEvent(t *testing.T, events <-chan zk.Event, state zk.State, d time.Dura
 		}
 	}
 }
+
+// The per-address limit refuses the connection over it, says so in the log, and leaves
+// the others alone; the listener limit does the same for everyone.
+func TestConnectionLimits(t *testing.T) {
+	ens := zktest.Require(t, shared)
+	for _, c := range []struct {
+		name string
+		cfg  proxy.Config
+		log  string
+	}{
+		{"per client address", proxy.Config{MaxPerClient: 2}, "per-address connection limit reached"},
+		{"per listener", proxy.Config{MaxConnections: 2}, "connection limit reached"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g := startGate(t, ens, c.cfg)
+			a, _ := connect(t, g.addr)
+			b, _ := connect(t, g.addr)
+			conn, err := net.Dial("tcp", g.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if n, err := conn.Read(make([]byte, 16)); n != 0 || err == nil {
+				t.Fatalf("third connection: read %d, %v; want it closed", n, err)
+			}
+			g.waitLog(t, 5*time.Second, "refused client", c.log)
+			for _, s := range []*zk.Conn{a, b} {
+				if _, _, err := s.Get("/"); err != nil {
+					t.Fatalf("session under the limit broken: %v", err)
+				}
+			}
+		})
+	}
+}
