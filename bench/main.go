@@ -48,7 +48,7 @@ func main() {
 	scenariosFlag := flag.String("scenarios", "latency=1x1,pipelined=8x32,many=64x4", "name=SESSIONSxCONCURRENCY,...")
 	gozk := flag.Bool("gozk", false, "drive go-zookeeper instead of raw pipelined jute")
 	idle := flag.Int("idle", 0, "instead of the load: open this many idle sessions through zkgate and report RSS per session")
-	idleFor := flag.Duration("idle-for", 30*time.Second, "how long the idle sessions sit before the second RSS reading")
+	idleFor := flag.Duration("idle-for", 30*time.Second, "idle time before the second RSS reading, and again before the third")
 	out := flag.String("out", "", "also write the report to this markdown file")
 	flag.StringVar(&zkgateProcs, "zkgate-gomaxprocs", "", "GOMAXPROCS for the zkgate process (default: Go's)")
 	flag.Parse()
@@ -382,6 +382,12 @@ func idleReport(ctx context.Context, gate *target, n int, idleFor time.Duration,
 	case <-time.After(idleFor):
 	}
 	second := readProc(pid)
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(idleFor):
+	}
+	third := readProc(pid)
 	var report strings.Builder
 	fmt.Fprintf(&report, "Idle sessions through zkgate: %d opened in %v\n\n", n, took.Round(time.Millisecond))
 	fmt.Fprintln(&report, "| reading | zkgate RSS MiB | per session KiB |")
@@ -390,8 +396,9 @@ func idleReport(ctx context.Context, gate *target, n int, idleFor time.Duration,
 	fmt.Fprintf(&report, "| before | %.1f | – |\n", float64(before.rss)/(1<<20))
 	fmt.Fprintf(&report, "| all open | %.1f | %.1f |\n", float64(first.rss)/(1<<20), per(first))
 	fmt.Fprintf(&report, "| after %v idle | %.1f | %.1f |\n", idleFor, float64(second.rss)/(1<<20), per(second))
+	fmt.Fprintf(&report, "| after %v idle | %.1f | %.1f |\n", 2*idleFor, float64(third.rss)/(1<<20), per(third))
 	fmt.Fprintf(&report, "\nzkgate CPU while idle: %.1f ms/s. Command: `go run ./bench -idle %d -idle-for %v`\n",
-		float64((second.cpu-first.cpu).Milliseconds())/idleFor.Seconds(), n, idleFor)
+		float64((third.cpu-first.cpu).Milliseconds())/(2*idleFor).Seconds(), n, idleFor)
 	fmt.Print(report.String())
 	if out != "" {
 		f, err := os.OpenFile(out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
