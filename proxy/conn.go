@@ -48,34 +48,49 @@ var (
 	errNoMember     = errors.New("no member can take the session")
 )
 
+// serve runs the handshake; a placed session's relay continues in a fresh goroutine, so
+// the stack the handshake grew (dialing, logging) is given back, and an idle session
+// holds only the small stacks of its two relay goroutines.
 func (c *conn) serve() {
+	fr, err := c.handshake()
+	if err != nil {
+		defer c.srv.wg.Done()
+		defer c.srv.untrack(c)
+		defer c.client.Close()
+		c.refused(err)
+		return
+	}
+	go c.relay(fr)
+}
+
+// refused logs and counts a connection that ended in the handshake.
+func (c *conn) refused(err error) {
+	switch {
+	case errors.Is(err, errRefused):
+		c.srv.obs.Refused("breaker")
+		c.srv.rlog.Warn().Str("client", c.client.RemoteAddr().String()).Str("breaker", c.srv.brk.State().String()).
+			Msg("refused client: ensemble breaker refuses new sessions")
+	case errors.Is(err, errFourLetterDone):
+	default:
+		reason := "handshake"
+		if errors.Is(err, errNoMember) {
+			reason = "no-member"
+		}
+		if isProtocolError(err) {
+			c.srv.obs.ProtocolError()
+		}
+		c.srv.obs.Refused(reason)
+		c.srv.log.Warn().Str("client", c.client.RemoteAddr().String()).Err(err).Msg("refused client")
+	}
+}
+
+// relay runs a placed session until either side ends, then settles what was in flight.
+func (c *conn) relay(fr *jute.FrameReader) {
 	defer c.srv.wg.Done()
 	defer c.srv.untrack(c)
 	defer c.client.Close()
-	log := c.srv.log.With().Str("client", c.client.RemoteAddr().String()).Logger()
-
-	fr, err := c.handshake()
-	if err != nil {
-		if errors.Is(err, errRefused) {
-			c.srv.obs.Refused("breaker")
-			c.srv.rlog.Warn().Str("client", c.client.RemoteAddr().String()).Str("breaker", c.srv.brk.State().String()).
-				Msg("refused client: ensemble breaker refuses new sessions")
-			return
-		}
-		if !errors.Is(err, errFourLetterDone) {
-			reason := "handshake"
-			if errors.Is(err, errNoMember) {
-				reason = "no-member"
-			}
-			if isProtocolError(err) {
-				c.srv.obs.ProtocolError()
-			}
-			c.srv.obs.Refused(reason)
-			log.Warn().Err(err).Msg("refused client")
-		}
-		return
-	}
-	log = log.With().Str("member", c.member).Str("session", fmt.Sprintf("0x%x", c.sess.id)).Logger()
+	log := c.srv.log.With().Str("client", c.client.RemoteAddr().String()).
+		Str("member", c.member).Str("session", fmt.Sprintf("0x%x", c.sess.id)).Logger()
 	log.Debug().Msg("session placed")
 	c.wmu.Lock()
 	c.cw = newBatchWriter(c.client, &c.srv.bufs, c.srv.cfg.BufferSize)
