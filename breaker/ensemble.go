@@ -96,9 +96,6 @@ func NewEnsemble(name string, cfg Config, log zerolog.Logger, opts ...Option) *E
 	return e
 }
 
-// Name is the ensemble's name.
-func (e *Ensemble) Name() string { return e.name }
-
 // Config returns the settings.
 func (e *Ensemble) Config() Config { return e.cfg }
 

@@ -175,7 +175,7 @@ func Parse(path string, data []byte) (File, error) {
 // Validate checks settings that yaml cannot: required keys, addresses, ranges, and
 // listeners or names used twice.
 func (f *File) Validate() error {
-	if f.Admin.Listen != "" && !f.Admin.AllowPublic && !IsLoopback(f.Admin.Listen) {
+	if f.Admin.Listen != "" && !f.Admin.AllowPublic && !isLoopback(f.Admin.Listen) {
 		return &Error{Key: "admin.listen", Msg: fmt.Sprintf("%s is not a loopback address; set admin.allow_public (or --admin-allow-public) to expose it", f.Admin.Listen)}
 	}
 	if _, _, err := net.SplitHostPort(f.Admin.Listen); f.Admin.Listen != "" && err != nil {
@@ -250,8 +250,8 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// IsLoopback reports whether a listen address is on loopback.
-func IsLoopback(addr string) bool {
+// isLoopback reports whether a listen address is on loopback.
+func isLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false

@@ -26,7 +26,6 @@ type conn struct {
 	wmu     sync.Mutex
 	cw      *batchWriter
 	scratch []inflight // reused under wmu
-	xids    []int32    // reused under wmu
 
 	abortOnce sync.Once
 	reason    string // why it was aborted, set once
@@ -89,9 +88,9 @@ func (c *conn) relay(fr *jute.FrameReader) {
 	defer c.srv.wg.Done()
 	defer c.srv.untrack(c)
 	defer c.client.Close()
-	log := c.srv.log.With().Str("client", c.client.RemoteAddr().String()).
-		Str("member", c.member).Str("session", fmt.Sprintf("0x%x", c.sess.id)).Logger()
-	log.Debug().Msg("session placed")
+	if e := c.srv.log.Debug(); e.Enabled() {
+		e.Str("client", c.client.RemoteAddr().String()).Str("member", c.member).Str("session", fmt.Sprintf("0x%x", c.sess.id)).Msg("session placed")
+	}
 	c.wmu.Lock()
 	c.cw = newBatchWriter(c.client, &c.srv.bufs, c.srv.cfg.BufferSize)
 	c.wmu.Unlock()
@@ -116,7 +115,11 @@ func (c *conn) relay(fr *jute.FrameReader) {
 	}
 	c.abort("member side ended")
 	wg.Wait()
-	lost := c.release(c.sess.drain(), memberBroke) + answered
+	// Sent requests without a member reply, those just answered by rejectInFlight included.
+	lost := c.release(c.sess.drain(), memberBroke)
+	// The session's logger is made here, not held for its whole life.
+	log := c.srv.log.With().Str("client", c.client.RemoteAddr().String()).
+		Str("member", c.member).Str("session", fmt.Sprintf("0x%x", c.sess.id)).Logger()
 	switch {
 	case isProtocolError(upErr) || isProtocolError(downErr):
 		c.srv.obs.ProtocolError()
@@ -147,30 +150,42 @@ var errRefused = errors.New("ensemble breaker refuses new sessions")
 func (c *conn) rejectInFlight() int {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	n := c.answerAllLocked(true)
+	n := c.answerLocked(true, true)
 	c.client.SetWriteDeadline(time.Now().Add(time.Second)) // the session is ending: don't wait on a client that doesn't read
 	c.cw.Flush()
 	return n
 }
 
-// answerAllLocked answers every request still owed an answer with the reject code, in
+// answerLocked writes the reject code for the requests the session owes an answer (see
+// Session.answerOwed: all of them with sentToo, else the rejected ones next in line), in
 // FIFO order, and releases their permits (as lost when the member connection died). The
-// member's late replies to the sent ones are swallowed. The caller holds wmu and flushes.
-func (c *conn) answerAllLocked(memberLost bool) int {
-	entries := c.sess.answerAll(c.scratch[:0])
+// caller holds wmu and flushes. It returns how many it answered.
+func (c *conn) answerLocked(sentToo, memberLost bool) int {
+	entries := c.sess.answerOwed(c.scratch[:0], sentToo)
 	code := c.srv.brk.RejectCode()
-	now := time.Now()
+	zxid := c.sess.zxid()
 	for _, f := range entries {
-		c.writeReject(f.xid, code)
-		if f.permit {
-			c.srv.brk.Release(0, now.Sub(f.start), memberLost)
-		}
-		if !f.rejected {
+		var b [4 + jute.ReplyHeaderLen]byte
+		h := jute.ReplyHeader{Xid: f.xid, Zxid: zxid, Err: code}
+		c.cw.Write(h.Append(jute.AppendInt(b[:0], jute.ReplyHeaderLen)))
+		if !f.rejected { // a sent request answered early; rejected ones were counted when refused
 			c.srv.obs.Rejected(f.op, code)
 		}
 	}
+	c.releasePermits(entries, memberLost)
 	c.scratch = entries[:0]
 	return len(entries)
+}
+
+// releasePermits gives back the permits of requests that get no member reply counted:
+// their outcome is what their age says (slow by now, or not), or lost.
+func (c *conn) releasePermits(entries []inflight, lost bool) {
+	now := time.Now()
+	for _, f := range entries {
+		if f.permit {
+			c.srv.brk.Release(0, now.Sub(f.start), lost)
+		}
+	}
 }
 
 // answerOpen answers everything the session is owed at once while the breaker is open,
@@ -179,7 +194,7 @@ func (c *conn) answerAllLocked(memberLost bool) int {
 func (c *conn) answerOpen() {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if c.cw == nil || c.answerAllLocked(false) == 0 {
+	if c.cw == nil || c.answerLocked(true, false) == 0 {
 		return
 	}
 	c.client.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
@@ -190,16 +205,12 @@ func (c *conn) answerOpen() {
 	}
 }
 
-// release gives back the permits of requests that will get no reply from the member and
-// reports them: as lost when the member connection broke, and as what they were (fast,
-// or slow by now) when the client went away. It returns how many there were.
+// release settles the sent requests that will get no reply from the member when the
+// session ends: their permits go back, as lost when the member connection broke and as
+// what they were (fast, or slow by now) when the client went away. It returns how many
+// there were.
 func (c *conn) release(entries []inflight, memberBroke bool) int {
-	now := time.Now()
-	for _, f := range entries {
-		if f.permit {
-			c.srv.brk.Release(0, now.Sub(f.start), memberBroke)
-		}
-	}
+	c.releasePermits(entries, memberBroke)
 	if memberBroke && len(entries) > 0 {
 		c.srv.obs.Lost(c.member, len(entries))
 		c.srv.ej.Lost(c.member, len(entries))
@@ -211,39 +222,14 @@ func (c *conn) release(entries []inflight, memberBroke bool) int {
 // requests already in flight, or, while the breaker is open, at once together with them.
 func (c *conn) reject(f inflight) error {
 	f.rejected = true
-	code := c.srv.brk.RejectCode()
-	c.srv.obs.Rejected(f.op, code)
+	c.srv.obs.Rejected(f.op, c.srv.brk.RejectCode())
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.sess.push(f)
-	wrote := false
-	if c.srv.brk.State() == breaker.Open {
-		wrote = c.answerAllLocked(false) > 0
-	} else {
-		wrote = c.drainRejects()
-	}
-	if wrote {
+	if c.answerLocked(c.srv.brk.State() == breaker.Open, false) > 0 {
 		return c.cw.Flush()
 	}
 	return nil
-}
-
-// drainRejects writes zkgate's answers for the rejected requests that are next in line.
-// The caller holds wmu.
-func (c *conn) drainRejects() bool {
-	xids := c.sess.takeRejects(c.xids[:0])
-	code := c.srv.brk.RejectCode()
-	for _, xid := range xids {
-		c.writeReject(xid, code)
-	}
-	c.xids = xids[:0]
-	return len(xids) > 0
-}
-
-func (c *conn) writeReject(xid int32, code jute.ErrCode) {
-	var b [4 + jute.ReplyHeaderLen]byte
-	h := jute.ReplyHeader{Xid: xid, Zxid: c.sess.zxid(), Err: code}
-	c.cw.Write(h.Append(jute.AppendInt(b[:0], jute.ReplyHeaderLen)))
 }
 
 type protocolError struct{ error }
@@ -620,7 +606,7 @@ func (c *conn) relayReply(frame []byte, now time.Time, flush bool) error {
 	if _, err := c.cw.Write(frame); err != nil {
 		return err
 	}
-	c.drainRejects()
+	c.answerLocked(false, false)
 	if flush {
 		return c.cw.Flush()
 	}

@@ -141,9 +141,6 @@ func (s *Server) Breaker() *breaker.Ensemble { return s.brk }
 // Ejector is the member ejector.
 func (s *Server) Ejector() *breaker.Ejector { return s.ej }
 
-// Name is the ensemble's name.
-func (s *Server) Name() string { return s.cfg.Name }
-
 // ErrServerClosed is returned by Serve after Close or Shutdown.
 var ErrServerClosed = errors.New("proxy: server closed")
 

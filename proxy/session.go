@@ -254,9 +254,13 @@ func (s *Session) pop(h jute.ReplyHeader, now time.Time) (f inflight, forward bo
 	return f, forward, nil
 }
 
-// takeRejects marks the rejected requests that are now next in line as answered and
-// appends their xids to buf, for the caller to write in that order.
-func (s *Session) takeRejects(buf []int32) []int32 {
+// answerOwed marks the requests still owed an answer as answered, in order, and appends
+// copies to buf for the caller to answer with the reject code (permit set where it must
+// release one). With sentToo false it stops at the first request sent to the member: only
+// the rejected requests now next in line are answered. With sentToo true (the breaker is
+// open) every request owed is answered, and the member's late replies to the sent ones are
+// swallowed when they come.
+func (s *Session) answerOwed(buf []inflight, sentToo bool) []inflight {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for ; s.owed < len(s.fifo); s.owed++ {
@@ -264,27 +268,8 @@ func (s *Session) takeRejects(buf []int32) []int32 {
 		if e.answered {
 			continue
 		}
-		if !e.rejected {
+		if !e.rejected && !sentToo {
 			break // a sent request answers first
-		}
-		e.answered = true
-		s.replies++
-		buf = append(buf, e.xid)
-	}
-	s.compact()
-	return buf
-}
-
-// answerAll marks every request still owed an answer as answered, in order, and appends
-// copies to buf for the caller to answer with the reject code (and release permits).
-// Member replies to the sent ones are swallowed when they come.
-func (s *Session) answerAll(buf []inflight) []inflight {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for ; s.owed < len(s.fifo); s.owed++ {
-		e := &s.fifo[s.owed]
-		if e.answered {
-			continue
 		}
 		e.answered = true
 		s.replies++

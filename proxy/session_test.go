@@ -19,26 +19,34 @@ func TestSessionFIFO(t *testing.T) {
 	rej := func(xid int32) inflight { return inflight{xid: xid, op: jute.OpGetData, rejected: true} }
 	reply := func(xid int32) jute.ReplyHeader { return jute.ReplyHeader{Xid: xid, Zxid: int64(xid)} }
 
+	// takeRejects is what the relay asks after each reply: the rejected requests now next in line.
 	var s Session
+	takeRejects := func() []int32 {
+		var xids []int32
+		for _, f := range s.answerOwed(nil, false) {
+			xids = append(xids, f.xid)
+		}
+		return xids
+	}
 	s.push(sent(1))
 	s.push(rej(2))
 	s.push(sent(3))
 	s.push(rej(4))
 	// Rejected requests wait behind a sent one.
-	if got := s.takeRejects(nil); len(got) != 0 {
+	if got := takeRejects(); len(got) != 0 {
 		t.Fatalf("rejects answered ahead of xid 1: %v", got)
 	}
 	f, fwd, err := s.pop(reply(1), time.Now())
 	if err != nil || !fwd || f.xid != 1 || !f.permit {
 		t.Fatalf("pop 1: %+v %v %v", f, fwd, err)
 	}
-	if got := s.takeRejects(nil); !slices.Equal(got, []int32{2}) {
+	if got := takeRejects(); !slices.Equal(got, []int32{2}) {
 		t.Fatalf("after 1: %v, want [2]", got)
 	}
 	// The breaker opens: everything owed is answered now, in order.
-	all := s.answerAll(nil)
+	all := s.answerOwed(nil, true)
 	if len(all) != 2 || all[0].xid != 3 || !all[0].permit || all[1].xid != 4 || all[1].permit {
-		t.Fatalf("answerAll: %+v", all)
+		t.Fatalf("answerOwed(all): %+v", all)
 	}
 	// The member's late reply to 3 is swallowed, and its permit is not released twice.
 	f, fwd, err = s.pop(reply(3), time.Now())

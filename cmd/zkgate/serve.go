@@ -231,13 +231,14 @@ func serveConfig(ctx context.Context, f config.File, ready func(running)) error 
 		}, mon, log, proxy.WithBreaker(brk), proxy.WithEjector(breaker.NewEjector(e.Members, e.Ejection, elog)),
 			proxy.WithObserver(metrics.Observer(e.Name, brk)))
 		mon.Subscribe(srv.ApplyView)
-		ensembles = append(ensembles, admin.Ensemble{Name: e.Name, Listen: e.Listen, Server: srv, Monitor: mon})
 		ln, err := net.Listen("tcp", e.Listen)
 		if err != nil {
+			srv.Close()
+			mon.Close()
 			return fmt.Errorf("ensemble %s: listen %s: %w", e.Name, e.Listen, err)
 		}
+		ensembles = append(ensembles, admin.Ensemble{Name: e.Name, Listen: ln.Addr().String(), Server: srv, Monitor: mon})
 		info.Clients[e.Name] = ln.Addr().String()
-		ensembles[len(ensembles)-1].Listen = ln.Addr().String()
 		go func() { serveErrs <- srv.Serve(ln) }()
 		elog.Info().Str("listen", ln.Addr().String()).Strs("members", e.Members).Str("routing", e.Routing).
 			Bool("breaker", e.Breaker.Enabled).Bool("ejection", e.Ejection.Enabled).Msg("zkgate serving ensemble")
