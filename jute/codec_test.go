@@ -191,6 +191,57 @@ func TestFrameReader(t *testing.T) {
 	}
 }
 
+// TestNextFrame splits the same stream as TestFrameReader, fed a few bytes at a time as a
+// relay's reads deliver it, and checks the limits.
+func TestNextFrame(t *testing.T) {
+	small := AppendFrame(nil, &RequestHeader{1, OpGetData}, &GetDataRequest{"/a", false})
+	big := AppendFrame(nil, &RequestHeader{2, OpSetData}, &SetDataRequest{"/b", bytes.Repeat([]byte{7}, 900_000), -1})
+	want := [][]byte{small, big, small}
+	stream := bytes.Join(want, nil)
+	for _, chunk := range []int{1, 3, 1000, len(stream)} {
+		var pending []byte
+		var got [][]byte
+		for off := 0; off < len(stream); off += chunk {
+			pending = append(pending, stream[off:min(off+chunk, len(stream))]...)
+			for {
+				frame, need, err := NextFrame(pending, 0)
+				if err != nil {
+					t.Fatalf("chunk %d: %v", chunk, err)
+				}
+				if frame == nil {
+					if need <= len(pending) {
+						t.Fatalf("chunk %d: need %d with %d pending", chunk, need, len(pending))
+					}
+					break
+				}
+				got = append(got, append([]byte(nil), frame...))
+				pending = pending[len(frame):]
+			}
+		}
+		if len(got) != len(want) || len(pending) != 0 {
+			t.Fatalf("chunk %d: %d frames, %d bytes left", chunk, len(got), len(pending))
+		}
+		for i := range want {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Fatalf("chunk %d: frame %d differs", chunk, i)
+			}
+		}
+	}
+	if _, need, _ := NextFrame(big[:10], 0); need != len(big) {
+		t.Fatalf("need %d, want %d", need, len(big))
+	}
+	var tl *FrameTooLargeError
+	if _, _, err := NextFrame(AppendInt(nil, 0x7fffffff), 0); !errors.As(err, &tl) || tl.Limit != DefaultMaxFrame {
+		t.Fatalf("2^31-1: %v", err)
+	}
+	if _, _, err := NextFrame(AppendInt(nil, 101), 100); !errors.As(err, &tl) {
+		t.Fatalf("over a limit of 100: %v", err)
+	}
+	if _, _, err := NextFrame(AppendInt(nil, -5), 0); !errors.Is(err, ErrBadLength) {
+		t.Fatalf("negative: %v", err)
+	}
+}
+
 func TestFourLetterWord(t *testing.T) {
 	for _, w := range FourLetterWords {
 		if got, ok := FourLetterWord([]byte(w)); !ok || got != w {

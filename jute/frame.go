@@ -101,6 +101,32 @@ func (f *FrameReader) Next() ([]byte, error) {
 	return b, nil
 }
 
+// NextFrame splits the first whole frame (length prefix included) off data, for a relay
+// that reads into its own buffers. While data holds only part of a frame, frame is nil and
+// need is the size the whole frame will have (4 while even the length is incomplete).
+// Lengths are checked as FrameReader.Next checks them, against max (DefaultMaxFrame when
+// max <= 0), before anything is allocated.
+func NextFrame(data []byte, max int) (frame []byte, need int, err error) {
+	if len(data) < 4 {
+		return nil, 4, nil
+	}
+	if max <= 0 {
+		max = DefaultMaxFrame
+	}
+	n := int32(binary.BigEndian.Uint32(data))
+	if n < 0 {
+		return nil, 0, ErrBadLength
+	}
+	if int64(n) > int64(max) {
+		return nil, 0, &FrameTooLargeError{Length: int64(n), Limit: max}
+	}
+	size := 4 + int(n)
+	if len(data) < size {
+		return nil, size, nil
+	}
+	return data[:size:size], size, nil
+}
+
 // Release gives back the last frame's memory; the slice from Next is invalid after it.
 func (f *FrameReader) Release() {
 	if f.pending > 0 {

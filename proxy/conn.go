@@ -12,34 +12,56 @@ import (
 	"github.com/zkgate/zkgate/jute"
 )
 
-// conn is one client connection and, once placed, its member connection.
+// conn is one client connection and, once placed, its member connection. The handshake
+// runs on the connection's own goroutine with net.Conns; a placed session then moves to a
+// relay loop, which owns both sockets and every field below the line.
 type conn struct {
 	srv    *Server
-	client net.Conn
-	ip     string // client IP, for the per-address limit
-	member string // set once by attach, under srv.mu
-	server net.Conn
+	client net.Conn // until the loop takes the socket
+	addr   string   // client address
+	ip     string   // client IP, for the per-address limit
+	member string   // set once by attach, under srv.mu
 	sess   *Session // set once by attach, under srv.mu; read by Sessions under it
 
-	// wmu serializes writes to the client: member replies from serverToClient, and
-	// zkgate's own answers to rejected requests, which keep the FIFO's order.
-	wmu     sync.Mutex
-	cw      *batchWriter
-	scratch []inflight // reused under wmu
+	amu     sync.Mutex // guards below: abort comes from any goroutine
+	server  net.Conn   // the member connection, until the loop takes the socket
+	loop    *loop      // set when the session moves to its loop
+	aborted string     // why zkgate ended it before it reached the loop
 
-	abortOnce sync.Once
-	reason    string // why it was aborted, set once
+	// owned by the loop
+	ce, me   end // client and member sockets
+	closed   bool
+	lastRead time.Time
+	idle     time.Duration // a client silent this long is gone
+	scratch  []inflight
 }
 
-// abort closes both sockets; the relay goroutines then end on their own.
+// ending says how a session ended: which side, with what error, or zkgate's reason.
+type ending struct {
+	side   string // "client", "member" or "zkgate"
+	err    error
+	reason string
+}
+
+// abort ends the session: on its loop once it has one, else by closing the handshake's
+// sockets.
 func (c *conn) abort(reason string) {
-	c.abortOnce.Do(func() {
-		c.reason = reason
-		c.client.Close()
-		if c.server != nil {
-			c.server.Close()
+	c.amu.Lock()
+	l := c.loop
+	if l == nil {
+		if c.aborted == "" {
+			c.aborted = reason
 		}
-	})
+		server := c.server
+		c.amu.Unlock()
+		c.client.Close()
+		if server != nil {
+			server.Close()
+		}
+		return
+	}
+	c.amu.Unlock()
+	l.post(func() { l.finish(c, ending{side: "zkgate", reason: reason}) })
 }
 
 var (
@@ -47,9 +69,8 @@ var (
 	errNoMember     = errors.New("no member can take the session")
 )
 
-// serve runs the handshake; a placed session's relay continues in a fresh goroutine, so
-// the stack the handshake grew (dialing, logging) is given back, and an idle session
-// holds only the small stacks of its two relay goroutines.
+// serve runs the handshake; a placed session moves to a relay loop, and this goroutine
+// (with the stack the handshake grew) ends.
 func (c *conn) serve() {
 	fr, err := c.handshake()
 	if err != nil {
@@ -59,7 +80,7 @@ func (c *conn) serve() {
 		c.refused(err)
 		return
 	}
-	go c.relay(fr)
+	c.adopt(fr)
 }
 
 // refused logs and counts a connection that ended in the handshake.
@@ -67,7 +88,7 @@ func (c *conn) refused(err error) {
 	switch {
 	case errors.Is(err, errRefused):
 		c.srv.obs.Refused("breaker")
-		c.srv.rlog.Warn().Str("client", c.client.RemoteAddr().String()).Str("breaker", c.srv.brk.State().String()).
+		c.srv.rlog.Warn().Str("client", c.addr).Str("breaker", c.srv.brk.State().String()).
 			Msg("refused client: ensemble breaker refuses new sessions")
 	case errors.Is(err, errFourLetterDone):
 	default:
@@ -79,62 +100,78 @@ func (c *conn) refused(err error) {
 			c.srv.obs.ProtocolError()
 		}
 		c.srv.obs.Refused(reason)
-		c.srv.log.Warn().Str("client", c.client.RemoteAddr().String()).Err(err).Msg("refused client")
+		c.srv.log.Warn().Str("client", c.addr).Err(err).Msg("refused client")
 	}
 }
 
-// relay runs a placed session until either side ends, then settles what was in flight.
-func (c *conn) relay(fr *jute.FrameReader) {
+// adopt moves a placed session to a relay loop, with the bytes the client sent right
+// behind its ConnectRequest.
+func (c *conn) adopt(fr *jute.FrameReader) {
+	fr.Release()
+	var early []byte
+	if n := fr.Reader().Buffered(); n > 0 {
+		b, _ := fr.Reader().Peek(n)
+		early = append([]byte(nil), b...)
+	}
+	c.idle = c.sess.timeout + c.sess.timeout/2
+	c.amu.Lock()
+	server := c.server
+	c.amu.Unlock()
+	cfd, err := detach(c.client)
+	if err != nil {
+		server.Close()
+		c.ended(ending{side: "zkgate", reason: "taking over the client socket: " + err.Error()}, false, 0)
+		return
+	}
+	mfd, err := detach(server)
+	if err != nil {
+		closeFD(cfd)
+		c.ended(ending{side: "zkgate", reason: "taking over the member socket: " + err.Error()}, false, 0)
+		return
+	}
+	l := c.srv.pickLoop()
+	c.amu.Lock()
+	reason := c.aborted
+	if reason == "" {
+		c.loop = l
+	}
+	c.amu.Unlock()
+	if reason == "" && l.post(func() { l.register(c, cfd, mfd, early) }) {
+		return
+	}
+	l.sessions.Add(-1)
+	closeFD(cfd)
+	closeFD(mfd)
+	if reason == "" {
+		reason = "zkgate shutting down"
+	}
+	c.ended(ending{side: "zkgate", reason: reason}, false, 0)
+}
+
+// ended settles and logs a placed session once its sockets are closed.
+func (c *conn) ended(why ending, memberBroke bool, answered int) {
 	defer c.srv.wg.Done()
 	defer c.srv.untrack(c)
-	defer c.client.Close()
-	if e := c.srv.log.Debug(); e.Enabled() {
-		e.Str("client", c.client.RemoteAddr().String()).Str("member", c.member).Str("session", fmt.Sprintf("0x%x", c.sess.id)).Msg("session placed")
-	}
-	c.wmu.Lock()
-	c.cw = newBatchWriter(c.client, &c.srv.bufs, c.srv.cfg.BufferSize)
-	c.wmu.Unlock()
-
-	var wg sync.WaitGroup
-	var upErr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		upErr = c.clientToServer(fr)
-		c.abort("client side ended")
-	}()
-	downErr := c.serverToClient()
-	// downErr is net.ErrClosed when zkgate closed the member socket (the client left or
-	// the session was aborted); anything else means the member side broke first.
-	memberBroke := !errors.Is(downErr, net.ErrClosed)
-	answered := 0
-	if memberBroke && c.srv.brk.State() != breaker.Closed {
-		// The breaker is not closed: answer what was in flight with the reject code, in
-		// order, before the client sees the connection close.
-		answered = c.rejectInFlight()
-	}
-	c.abort("member side ended")
-	wg.Wait()
-	// Sent requests without a member reply, those just answered by rejectInFlight included.
+	// Sent requests without a member reply, those just answered with the reject code included.
 	lost := c.release(c.sess.drain(), memberBroke)
 	// The session's logger is made here, not held for its whole life.
-	log := c.srv.log.With().Str("client", c.client.RemoteAddr().String()).
+	log := c.srv.log.With().Str("client", c.addr).
 		Str("member", c.member).Str("session", fmt.Sprintf("0x%x", c.sess.id)).Logger()
 	switch {
-	case isProtocolError(upErr) || isProtocolError(downErr):
+	case isProtocolError(why.err):
 		c.srv.obs.ProtocolError()
-		log.Warn().AnErr("client_side", upErr).AnErr("member_side", downErr).Msg("session closed: protocol error")
-	case errors.Is(upErr, errClientSilent):
-		log.Warn().Err(upErr).Msg("closed silent client")
+		log.Warn().Str("side", why.side).Err(why.err).Msg("session closed: protocol error")
+	case errors.Is(why.err, errClientSilent):
+		log.Warn().Err(why.err).Msg("closed silent client")
 	case memberBroke:
 		// The member closed the session's connection: it expired the session, it stopped
 		// serving, or it died. The client reconnects through zkgate.
-		log.Info().AnErr("member_side", downErr).Int("in_flight", lost).Int("answered_with_reject_code", answered).
+		log.Info().AnErr("member_side", why.err).Int("in_flight", lost).Int("answered_with_reject_code", answered).
 			Msg("member closed the session connection; closed the client")
-	case c.reason != "client side ended" && c.reason != "member side ended":
-		log.Info().Str("reason", c.reason).Msg("session connection closed by zkgate; client will reconnect")
+	case why.side == "zkgate":
+		log.Info().Str("reason", why.reason).Msg("session connection closed by zkgate; client will reconnect")
 	default:
-		log.Debug().AnErr("member_side", downErr).Msg("session connection ended")
+		log.Debug().AnErr("client_side", why.err).Msg("session connection ended")
 	}
 }
 
@@ -144,37 +181,32 @@ const refuseWait = 30 * time.Millisecond
 
 var errRefused = errors.New("ensemble breaker refuses new sessions")
 
-// rejectInFlight answers every request still owed an answer with the reject code, in
-// order, when the member connection broke while the breaker is not closed. It returns
-// how many it answered.
-func (c *conn) rejectInFlight() int {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	n := c.answerLocked(true, true)
-	c.client.SetWriteDeadline(time.Now().Add(time.Second)) // the session is ending: don't wait on a client that doesn't read
-	c.cw.Flush()
-	return n
-}
+// handshakeBuffer is the client read buffer during the handshake: a ConnectRequest is
+// about 50 bytes; a larger one goes through the frame reader's pool.
+const handshakeBuffer = 1 << 10
 
-// answerLocked writes the reject code for the requests the session owes an answer (see
-// Session.answerOwed: all of them with sentToo, else the rejected ones next in line), in
-// FIFO order, and releases their permits (as lost when the member connection died). The
-// caller holds wmu and flushes. It returns how many it answered.
-func (c *conn) answerLocked(sentToo, memberLost bool) int {
+// answer appends the reject code for the requests the session owes an answer (see
+// Session.answerOwed: all of them with sentToo, else the rejected ones next in line) to
+// buf, in FIFO order, and releases their permits (as lost when the member connection
+// died). It returns buf and how many it answered.
+func (c *conn) answer(buf []byte, sentToo, memberLost bool) ([]byte, int) {
 	entries := c.sess.answerOwed(c.scratch[:0], sentToo)
+	if len(entries) == 0 {
+		return buf, 0
+	}
 	code := c.srv.brk.RejectCode()
 	zxid := c.sess.zxid()
 	for _, f := range entries {
-		var b [4 + jute.ReplyHeaderLen]byte
 		h := jute.ReplyHeader{Xid: f.xid, Zxid: zxid, Err: code}
-		c.cw.Write(h.Append(jute.AppendInt(b[:0], jute.ReplyHeaderLen)))
+		buf = h.Append(jute.AppendInt(buf, jute.ReplyHeaderLen))
 		if !f.rejected { // a sent request answered early; rejected ones were counted when refused
 			c.srv.obs.Rejected(f.op, code)
 		}
 	}
 	c.releasePermits(entries, memberLost)
+	clear(entries)
 	c.scratch = entries[:0]
-	return len(entries)
+	return buf, len(entries)
 }
 
 // releasePermits gives back the permits of requests that get no member reply counted:
@@ -190,19 +222,24 @@ func (c *conn) releasePermits(entries []inflight, lost bool) {
 
 // answerOpen answers everything the session is owed at once while the breaker is open,
 // so refused requests are not held behind requests a hung member will not answer. The
-// maintenance loop calls it; it gives up on a client that does not read.
+// maintenance loop calls it; the session's loop writes the answers.
 func (c *conn) answerOpen() {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.cw == nil || c.answerLocked(true, false) == 0 {
+	c.amu.Lock()
+	l := c.loop
+	c.amu.Unlock()
+	if l == nil || !c.sess.owes() {
 		return
 	}
-	c.client.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-	err := c.cw.Flush()
-	c.client.SetWriteDeadline(time.Time{})
-	if err != nil {
-		c.abort("client does not read its replies")
-	}
+	l.post(func() {
+		if c.closed {
+			return
+		}
+		var n int
+		if l.toClient, n = c.answer(l.toClient[:0], true, false); n > 0 {
+			l.send(&c.ce, l.toClient)
+		}
+		l.toClient = l.toClient[:0]
+	})
 }
 
 // release settles the sent requests that will get no reply from the member when the
@@ -220,16 +257,11 @@ func (c *conn) release(entries []inflight, memberBroke bool) int {
 
 // reject answers a request zkgate will not send, in FIFO order: after the replies to the
 // requests already in flight, or, while the breaker is open, at once together with them.
-func (c *conn) reject(f inflight) error {
+func (c *conn) reject(l *loop, f inflight) {
 	f.rejected = true
 	c.srv.obs.Rejected(f.op, c.srv.brk.RejectCode())
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
 	c.sess.push(f)
-	if c.answerLocked(c.srv.brk.State() == breaker.Open, false) > 0 {
-		return c.cw.Flush()
-	}
-	return nil
+	l.toClient, _ = c.answer(l.toClient, c.srv.brk.State() == breaker.Open, false)
 }
 
 type protocolError struct{ error }
@@ -257,7 +289,7 @@ func (c *conn) handshake() (*jute.FrameReader, error) {
 	} else {
 		c.client.SetDeadline(deadline)
 	}
-	fr := jute.NewFrameReaderSize(c.client, cfg.MaxFrame, cfg.BufferSize)
+	fr := jute.NewFrameReaderSize(c.client, cfg.MaxFrame, handshakeBuffer)
 	first, err := fr.Reader().Peek(4)
 	if err != nil {
 		if refusing {
@@ -333,8 +365,10 @@ func (c *conn) place(raw []byte, req *jute.ConnectRequest, deadline time.Time) e
 			continue
 		}
 		s.ej.Connected(member)
+		c.amu.Lock()
 		c.server = server
-		s.attach(c, &Session{Client: c.client.RemoteAddr().String(), Member: member, id: resp.SessionID,
+		c.amu.Unlock()
+		s.attach(c, &Session{Client: c.addr, Member: member, id: resp.SessionID,
 			passwd: resp.Passwd, timeout: time.Duration(resp.TimeOut) * time.Millisecond,
 			lastZxid: req.LastZxidSeen, started: time.Now()})
 		return nil
@@ -393,59 +427,34 @@ func describeRead(err error) error {
 	return err
 }
 
-// clientToServer relays client frames to the member. It decodes each request header,
-// records the request in the session's FIFO before forwarding (so the reply cannot
-// overtake it), and flushes only when no more client bytes are waiting.
-//
-// A client pings at a third of its session timeout, so one silent for 1.5 timeouts is gone
-// (a host that vanished without a FIN): its read deadline closes the session connection.
-func (c *conn) clientToServer(fr *jute.FrameReader) error {
-	bw := newBatchWriter(c.server, &c.srv.bufs, c.srv.cfg.BufferSize)
-	idle := c.sess.timeout + c.sess.timeout/2
-	var armed, batchStart time.Time
-	// Requests read in one batch (until the client's bytes run out) enter the FIFO
-	// together, under one lock, before any of them can reach the member: before a write
-	// that would flush the buffer, and before the flush at the end of the batch. They
-	// share one arrival time.
-	batch := make([]inflight, 0, 16)
-	push := func() {
+// fromClient relays the whole client frames at the start of data to the member and
+// returns how many bytes they took. It decodes each request header and records the
+// request in the session's FIFO before the loop sends it (so the reply cannot overtake
+// it); the frames of one read enter the FIFO together and share one arrival time.
+func (c *conn) fromClient(l *loop, data []byte, now time.Time) (used int, err error) {
+	batch := l.batch[:0]
+	defer func() {
 		if len(batch) > 0 {
 			c.sess.pushAll(batch)
-			clear(batch)
-			batch = batch[:0]
 		}
-	}
+		clear(batch)
+		l.batch = batch[:0]
+	}()
 	for {
-		if idle > 0 {
-			if now := c.srv.coarseNow(); now.Sub(armed) > idle/4 {
-				c.client.SetReadDeadline(now.Add(idle))
-				armed = now
-			}
-		}
-		frame, err := fr.Next()
+		frame, _, err := jute.NextFrame(data[used:], c.srv.cfg.MaxFrame)
 		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
-				return err
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				return fmt.Errorf("%w (%v)", errClientSilent, idle)
-			}
-			var tl *jute.FrameTooLargeError
-			if errors.As(err, &tl) || errors.Is(err, jute.ErrBadLength) {
-				return protocolError{fmt.Errorf("client frame: %w", err)}
-			}
-			return err
+			return used, protocolError{fmt.Errorf("client frame: %w", err)}
 		}
-		if batchStart.IsZero() {
-			batchStart = time.Now()
+		if frame == nil {
+			return used, nil
 		}
 		payload := frame[4:]
 		h, err := jute.ParseRequestHeader(payload)
 		if err != nil {
-			return protocolError{fmt.Errorf("client request header: %w", err)}
+			return used, protocolError{fmt.Errorf("client request header: %w", err)}
 		}
-		f := c.note(h, payload[jute.RequestHeaderLen:], batchStart)
+		used += len(frame)
+		f := c.note(h, payload[jute.RequestHeaderLen:], now)
 		c.srv.obs.Request(h.Type)
 		c.sess.bytesIn.Add(uint64(len(frame)))
 		allowed := true
@@ -454,25 +463,15 @@ func (c *conn) clientToServer(fr *jute.FrameReader) error {
 		}
 		if allowed {
 			batch = append(batch, f)
-			if bw.Available() < len(frame) {
-				push() // this write flushes
-			}
-			if _, err := bw.Write(frame); err != nil {
-				return err
-			}
-		} else {
-			push() // the FIFO keeps the client's order
-			if err := c.reject(f); err != nil {
-				return err
-			}
+			l.toMember = append(l.toMember, frame...)
+			continue
 		}
-		if fr.Buffered() == 0 { // the end of what the client sent: everything goes out
-			push()
-			batchStart = time.Time{}
-			if err := bw.Flush(); err != nil {
-				return err
-			}
+		if len(batch) > 0 { // the FIFO keeps the client's order
+			c.sess.pushAll(batch)
+			clear(batch)
+			batch = batch[:0]
 		}
+		c.reject(l, f)
 	}
 }
 
@@ -536,43 +535,33 @@ func needsPermit(h jute.RequestHeader) bool {
 	return h.Xid >= 0
 }
 
-// serverToClient relays member frames to the client, matching each reply with the
-// oldest request in flight and reporting its latency and outcome.
-func (c *conn) serverToClient() error {
-	fr := jute.NewFrameReaderSize(c.server, c.srv.cfg.MaxFrame, c.srv.cfg.BufferSize)
-	var batchAt time.Time // replies read in one batch share one arrival time
+// fromMember relays the whole member frames at the start of data to the client, matching
+// each reply with the oldest request in flight and reporting its latency and outcome, and
+// returns how many bytes they took. Replies of one read share one arrival time.
+func (c *conn) fromMember(l *loop, data []byte, now time.Time) (used int, err error) {
 	for {
-		frame, err := fr.Next()
+		frame, _, err := jute.NextFrame(data[used:], c.srv.cfg.MaxFrame)
 		if err != nil {
-			var tl *jute.FrameTooLargeError
-			if errors.As(err, &tl) || errors.Is(err, jute.ErrBadLength) {
-				return protocolError{fmt.Errorf("member frame: %w", err)}
-			}
-			return err
+			return used, protocolError{fmt.Errorf("member frame: %w", err)}
 		}
-		if batchAt.IsZero() {
-			batchAt = time.Now()
+		if frame == nil {
+			return used, nil
 		}
-		last := fr.Buffered() == 0
-		if err := c.relayReply(frame, batchAt, last); err != nil {
-			return err
+		if err := c.reply(l, frame, now); err != nil {
+			return used, err
 		}
-		if last {
-			batchAt = time.Time{}
-		}
+		used += len(frame)
 	}
 }
 
-// relayReply forwards one member frame to the client under wmu, followed by zkgate's
-// answers to any rejected requests queued right behind it.
-func (c *conn) relayReply(frame []byte, now time.Time, flush bool) error {
+// reply forwards one member frame to the client, followed by zkgate's answers to any
+// rejected requests queued right behind it.
+func (c *conn) reply(l *loop, frame []byte, now time.Time) error {
 	payload := frame[4:]
 	h, err := jute.ParseReplyHeader(payload)
 	if err != nil {
 		return protocolError{fmt.Errorf("member reply header: %w", err)}
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
 	forward := true
 	if h.Xid == jute.XidNotification {
 		var ev jute.WatcherEvent
@@ -603,12 +592,7 @@ func (c *conn) relayReply(frame []byte, now time.Time, flush bool) error {
 		return nil
 	}
 	c.sess.bytesOut.Add(uint64(len(frame)))
-	if _, err := c.cw.Write(frame); err != nil {
-		return err
-	}
-	c.answerLocked(false, false)
-	if flush {
-		return c.cw.Flush()
-	}
+	l.toClient = append(l.toClient, frame...)
+	l.toClient, _ = c.answer(l.toClient, false, false)
 	return nil
 }

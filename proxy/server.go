@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,10 +26,8 @@ type Config struct {
 	MaxConnections   int           // per listener; 0 = unlimited
 	MaxPerClient     int           // per client IP address; 0 = unlimited
 	DrainTimeout     time.Duration // Shutdown waits this long for sessions to end; default 10s
-	// BufferSize is each session's read and write buffer per direction; default 4 KiB.
-	// Frames that do not fit are read into pooled buffers, so it bounds idle memory, not
-	// the largest frame.
-	BufferSize int
+	// Loops is the number of relay event loops; default GOMAXPROCS.
+	Loops int
 }
 
 func (c Config) withDefaults() Config {
@@ -50,8 +49,8 @@ func (c Config) withDefaults() Config {
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 10 * time.Second
 	}
-	if c.BufferSize < 64 {
-		c.BufferSize = 4 << 10
+	if c.Loops <= 0 {
+		c.Loops = runtime.GOMAXPROCS(0)
 	}
 	return c
 }
@@ -73,7 +72,9 @@ type Server struct {
 	stop  chan struct{}
 	kick  chan struct{} // the breaker opened: answer what sessions are owed now
 	clock atomic.Int64  // unix nanoseconds, refreshed by the maintenance loop: coarseNow
-	bufs  sync.Pool     // write buffers of cfg.BufferSize, held by a session only while it sends
+	loops []*loop       // relay event loops, started with the first Serve
+	lerr  error         // why the loops could not start
+	lstop sync.Once
 
 	mu        sync.Mutex // guards below
 	listeners map[net.Listener]struct{}
@@ -109,7 +110,6 @@ func NewServer(cfg Config, views ViewSource, log zerolog.Logger, opts ...Option)
 		started: time.Now(), stop: make(chan struct{}), kick: make(chan struct{}, 1),
 	}
 	s.clock.Store(time.Now().UnixNano())
-	s.bufs.New = func() any { b := make([]byte, 0, s.cfg.BufferSize); return &b }
 	s.rlog = s.log.Sample(&zerolog.BurstSampler{Burst: 20, Period: time.Second})
 	for _, o := range opts {
 		o(s)
@@ -156,10 +156,22 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	s.maint.Do(func() {
+		for range s.cfg.Loops {
+			l, err := newLoop(s)
+			if err != nil {
+				s.lerr = fmt.Errorf("proxy: starting relay loops: %w", err)
+				break
+			}
+			s.loops = append(s.loops, l)
+		}
 		s.wg.Add(1)
 		go s.maintain()
 	})
 	defer s.wg.Done()
+	if s.lerr != nil {
+		ln.Close()
+		return s.lerr
+	}
 	s.log.Info().Str("listen", ln.Addr().String()).Msg("accepting clients")
 	var delay time.Duration
 	for {
@@ -209,7 +221,7 @@ func (s *Server) track(c net.Conn) bool {
 		return false
 	}
 	s.perClient[ip]++
-	cn := &conn{srv: s, client: c, ip: ip}
+	cn := &conn{srv: s, client: c, addr: c.RemoteAddr().String(), ip: ip}
 	s.conns[cn] = struct{}{}
 	s.wg.Add(1)
 	go cn.serve()
@@ -358,7 +370,24 @@ func (s *Server) Close() error {
 		cn.abort("zkgate shutting down")
 	}
 	s.wg.Wait()
+	s.lstop.Do(func() {
+		for _, l := range s.loops {
+			l.stop()
+		}
+	})
 	return nil
+}
+
+// pickLoop chooses the relay loop with the fewest sessions for a new one.
+func (s *Server) pickLoop() *loop {
+	best := s.loops[0]
+	for _, l := range s.loops[1:] {
+		if l.sessions.Load() < best.sessions.Load() {
+			best = l
+		}
+	}
+	best.sessions.Add(1)
+	return best
 }
 
 // Shutdown stops accepting, lets sessions end on their own until ctx is done or the

@@ -279,6 +279,13 @@ func (s *Session) answerOwed(buf []inflight, sentToo bool) []inflight {
 	return buf
 }
 
+// owes reports whether some request still waits for its answer.
+func (s *Session) owes() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.owed < len(s.fifo)
+}
+
 // inFlight is the number of requests sent to the member and not yet replied to.
 func (s *Session) inFlight() int {
 	s.mu.Lock()

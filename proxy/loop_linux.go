@@ -1,0 +1,449 @@
+//go:build linux
+
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/zkgate/zkgate/breaker"
+	"github.com/zkgate/zkgate/jute"
+	"golang.org/x/sys/unix"
+)
+
+// loop is one epoll event loop. Both sockets of a placed session belong to one loop, which
+// does all their I/O and runs all their relay code: a request costs what it costs in
+// HAProxy (one epoll_wait, one read and one write per direction), no goroutine is parked
+// or woken per frame, and an idle session holds no stack and no buffer, only its state.
+//
+// Other goroutines reach a session through post: the loop runs the task between events.
+type loop struct {
+	srv    *Server
+	epfd   int
+	efd    int    // eventfd that wakes the loop for posted tasks
+	ends   []*end // by file descriptor
+	conns  map[*conn]struct{}
+	events []unix.EpollEvent
+	rbuf   []byte // every read lands here first
+	// scratch for one read's output: frames for the member, answers for the client
+	toMember, toClient []byte
+	batch              []inflight
+	nextSweep          time.Time
+
+	sessions atomic.Int32 // placed here, for choosing a loop
+
+	mu      sync.Mutex
+	tasks   []func()
+	spare   []func()
+	woken   bool
+	stopped bool
+	done    chan struct{}
+}
+
+// end is one socket of a session, owned by its loop.
+type end struct {
+	fd       int
+	c        *conn
+	member   bool   // the member's socket; else the client's
+	in       []byte // the start of a frame kept between reads
+	out      []byte // bytes the socket did not take yet, in order
+	outSince time.Time
+	events   uint32 // registered with epoll
+}
+
+const (
+	readChunk = 64 << 10 // one read: HAProxy's tune.bufsize is 16 KiB; frames up to 64 KiB come in one
+	// highWater: past this much unsent to one side, the other side is not read until it
+	// drains, so a client that floods a slow member (or a member whose client does not
+	// read) cannot grow zkgate's memory without bound.
+	highWater   = 256 << 10
+	sweepPeriod = 100 * time.Millisecond
+)
+
+func newLoop(s *Server) (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd)}); err != nil {
+		unix.Close(epfd)
+		unix.Close(efd)
+		return nil, fmt.Errorf("epoll_ctl eventfd: %w", err)
+	}
+	l := &loop{srv: s, epfd: epfd, efd: efd, conns: map[*conn]struct{}{}, events: make([]unix.EpollEvent, 256),
+		rbuf: make([]byte, readChunk), done: make(chan struct{})}
+	go l.run()
+	return l, nil
+}
+
+// post runs f on the loop. It reports false when the loop has stopped.
+func (l *loop) post(f func()) bool {
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		return false
+	}
+	l.tasks = append(l.tasks, f)
+	wake := !l.woken
+	l.woken = true
+	l.mu.Unlock()
+	if wake {
+		var one = [8]byte{1} // the eventfd counter is a host-order uint64; little endian here
+		unix.Write(l.efd, one[:])
+	}
+	return true
+}
+
+// stop ends the loop once its sessions are gone (the server waits for them first).
+func (l *loop) stop() {
+	l.mu.Lock()
+	already := l.stopped
+	l.stopped = true
+	l.mu.Unlock()
+	if !already {
+		var one = [8]byte{1}
+		unix.Write(l.efd, one[:])
+	}
+	<-l.done
+}
+
+func (l *loop) run() {
+	defer close(l.done)
+	defer unix.Close(l.efd)
+	defer unix.Close(l.epfd)
+	for {
+		n, err := unix.EpollWait(l.epfd, l.events, int(sweepPeriod/time.Millisecond))
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			l.srv.log.Error().Err(err).Msg("epoll_wait failed: relay loop stopped")
+			return
+		}
+		for i := 0; i < n; i++ {
+			ev := &l.events[i]
+			fd := int(ev.Fd)
+			if fd == l.efd {
+				if !l.runTasks() {
+					return
+				}
+				continue
+			}
+			if fd >= len(l.ends) || l.ends[fd] == nil {
+				continue // closed earlier in this batch
+			}
+			e := l.ends[fd]
+			if ev.Events&unix.EPOLLOUT != 0 {
+				l.drain(e)
+			}
+			if e.c.closed {
+				continue
+			}
+			switch {
+			case ev.Events&unix.EPOLLIN != 0:
+				l.readable(e)
+			case ev.Events&(unix.EPOLLHUP|unix.EPOLLERR) != 0:
+				// Reads are paused (the other side is backed up) and the socket failed:
+				// nothing more can be relayed on this session.
+				l.finish(e.c, ending{side: e.side(), err: errors.New("connection reset while its reads were paused")})
+			}
+		}
+		if now := time.Now(); now.After(l.nextSweep) {
+			l.sweep(now)
+			l.nextSweep = now.Add(sweepPeriod)
+		}
+	}
+}
+
+// runTasks runs the posted tasks; false means the loop must stop.
+func (l *loop) runTasks() bool {
+	var b [8]byte
+	unix.Read(l.efd, b[:])
+	l.mu.Lock()
+	tasks := l.tasks
+	l.tasks = l.spare[:0]
+	l.woken = false
+	stopped := l.stopped
+	l.mu.Unlock()
+	for i, f := range tasks {
+		f()
+		tasks[i] = nil
+	}
+	l.spare = tasks[:0]
+	return !stopped
+}
+
+// register adds a placed session's two sockets and relays what the client sent along with
+// its ConnectRequest.
+func (l *loop) register(c *conn, cfd, mfd int, early []byte) {
+	c.ce = end{fd: cfd, c: c}
+	c.me = end{fd: mfd, c: c, member: true}
+	for _, e := range []*end{&c.ce, &c.me} {
+		for e.fd >= len(l.ends) {
+			l.ends = append(l.ends, make([]*end, len(l.ends)+1024)...)
+		}
+		l.ends[e.fd] = e
+		e.events = unix.EPOLLIN
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, e.fd, &unix.EpollEvent{Events: e.events, Fd: int32(e.fd)}); err != nil {
+			l.conns[c] = struct{}{}
+			l.finish(c, ending{side: "zkgate", reason: "epoll_ctl: " + err.Error()})
+			return
+		}
+	}
+	l.conns[c] = struct{}{}
+	now := time.Now()
+	c.lastRead = now
+	if len(early) > 0 {
+		l.relay(&c.ce, early, now)
+	}
+}
+
+// readable reads once from e (epoll is level-triggered: what is left is reported again)
+// and relays the whole frames.
+func (l *loop) readable(e *end) {
+	n, err := unix.Read(e.fd, l.rbuf)
+	switch {
+	case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR):
+		return
+	case err != nil:
+		l.finish(e.c, ending{side: e.side(), err: osErr("read", err)})
+		return
+	case n == 0:
+		l.finish(e.c, ending{side: e.side(), err: eofErr(e)})
+		return
+	}
+	now := time.Now()
+	if !e.member {
+		e.c.lastRead = now
+	}
+	l.relay(e, l.rbuf[:n], now)
+}
+
+// eofErr is what a peer closing its socket means, as the goroutine relay reported it.
+func eofErr(e *end) error {
+	if len(e.in) > 0 {
+		return fmt.Errorf("%w (%d bytes of a frame unread)", errUnexpectedEOF, len(e.in))
+	}
+	return errEOF
+}
+
+var (
+	errEOF           = errors.New("EOF")
+	errUnexpectedEOF = errors.New("unexpected EOF")
+)
+
+// relay hands the whole frames of e's pending bytes and data to the session code, keeps a
+// partial frame for the next read, and sends what the frames produced.
+func (l *loop) relay(e *end, data []byte, now time.Time) {
+	if len(e.in) > 0 {
+		e.in = append(e.in, data...)
+		data = e.in
+	}
+	c := e.c
+	var used int
+	var err error
+	if e.member {
+		used, err = c.fromMember(l, data, now)
+	} else {
+		used, err = c.fromClient(l, data, now)
+	}
+	rest := data[used:]
+	switch {
+	case len(rest) == 0:
+		e.in = nil // an idle session keeps no buffer
+	case len(e.in) > 0:
+		e.in = e.in[:copy(e.in, rest)]
+	default:
+		_, need, _ := jute.NextFrame(rest, c.srv.cfg.MaxFrame)
+		e.in = append(make([]byte, 0, max(need, len(rest))), rest...)
+	}
+	l.send(&c.me, l.toMember)
+	l.send(&c.ce, l.toClient)
+	l.toMember, l.toClient = l.toMember[:0], l.toClient[:0]
+	if err != nil {
+		l.finish(c, ending{side: e.side(), err: err})
+	}
+}
+
+// send writes data to e, or queues it behind what e has not taken yet.
+func (l *loop) send(e *end, data []byte) {
+	if len(data) == 0 || e.c.closed {
+		return
+	}
+	if len(e.out) > 0 {
+		e.out = append(e.out, data...)
+		l.backedUp(e)
+		return
+	}
+	n, err := unix.Write(e.fd, data)
+	if err != nil {
+		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
+			l.finish(e.c, ending{side: e.side(), err: osErr("write", err)})
+			return
+		}
+		n = 0
+	}
+	if n == len(data) {
+		return
+	}
+	e.out = append(e.out, data[n:]...)
+	e.outSince = time.Now()
+	l.watch(e, e.events|unix.EPOLLOUT)
+	l.backedUp(e)
+}
+
+// backedUp stops reading the side that feeds e while e holds too much.
+func (l *loop) backedUp(e *end) {
+	if len(e.out) > highWater {
+		src := e.peer()
+		l.watch(src, src.events&^unix.EPOLLIN)
+	}
+}
+
+// drain writes what e holds; once it is all out, e's feeder is read again.
+func (l *loop) drain(e *end) {
+	if len(e.out) == 0 || e.c.closed {
+		return
+	}
+	n, err := unix.Write(e.fd, e.out)
+	if err != nil {
+		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
+			l.finish(e.c, ending{side: e.side(), err: osErr("write", err)})
+		}
+		return
+	}
+	if n < len(e.out) {
+		e.out = e.out[:copy(e.out, e.out[n:])]
+		e.outSince = time.Now()
+		return
+	}
+	e.out = nil
+	l.watch(e, e.events&^unix.EPOLLOUT)
+	if src := e.peer(); src.events&unix.EPOLLIN == 0 {
+		l.watch(src, src.events|unix.EPOLLIN)
+	}
+}
+
+func (l *loop) watch(e *end, events uint32) {
+	if events == e.events || e.c.closed {
+		return
+	}
+	e.events = events
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, e.fd, &unix.EpollEvent{Events: events, Fd: int32(e.fd)}); err != nil {
+		l.finish(e.c, ending{side: "zkgate", reason: "epoll_ctl: " + err.Error()})
+	}
+}
+
+func (e *end) peer() *end {
+	if e.member {
+		return &e.c.ce
+	}
+	return &e.c.me
+}
+
+func (e *end) side() string {
+	if e.member {
+		return "member"
+	}
+	return "client"
+}
+
+// sweep closes clients silent for 1.5 session timeouts (a host that vanished without a
+// FIN) and sockets that took no bytes for as long (a peer that stopped reading).
+func (l *loop) sweep(now time.Time) {
+	for c := range l.conns {
+		if c.idle <= 0 {
+			continue
+		}
+		switch {
+		case now.Sub(c.lastRead) > c.idle:
+			l.finish(c, ending{side: "client", err: fmt.Errorf("%w (%v)", errClientSilent, c.idle)})
+		case len(c.ce.out) > 0 && now.Sub(c.ce.outSince) > c.idle:
+			l.finish(c, ending{side: "zkgate", reason: "client does not read its replies"})
+		case len(c.me.out) > 0 && now.Sub(c.me.outSince) > c.idle:
+			l.finish(c, ending{side: "zkgate", reason: "member does not read the session's requests"})
+		}
+	}
+}
+
+// finish ends a session on its loop: what it was owed is settled, both sockets closed.
+func (l *loop) finish(c *conn, why ending) {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	memberBroke := why.side == "member"
+	answered := 0
+	if memberBroke && c.srv.brk.State() != breaker.Closed {
+		// The breaker is not closed: answer what was in flight with the reject code, in
+		// order, before the client sees the connection close. One write: the session is
+		// ending, so a client that does not read is not waited for.
+		var n int
+		l.toClient, n = c.answer(append(l.toClient[:0], c.ce.out...), true, true)
+		answered = n
+		if len(l.toClient) > 0 {
+			unix.Write(c.ce.fd, l.toClient)
+		}
+		l.toClient = l.toClient[:0]
+	}
+	for _, e := range []*end{&c.ce, &c.me} {
+		if e.fd > 0 && e.fd < len(l.ends) && l.ends[e.fd] == e {
+			l.ends[e.fd] = nil
+		}
+		if e.fd > 0 {
+			unix.Close(e.fd) // leaves the epoll set with its last descriptor
+		}
+		e.in, e.out = nil, nil
+	}
+	if _, ok := l.conns[c]; ok {
+		delete(l.conns, c)
+	}
+	l.sessions.Add(-1)
+	c.ended(why, memberBroke, answered)
+}
+
+// osErr names a failed system call the way net errors read.
+func osErr(op string, err error) error {
+	var en syscall.Errno
+	if errors.As(err, &en) && (en == unix.ECONNRESET || en == unix.EPIPE) {
+		return &net.OpError{Op: op, Net: "tcp", Err: err}
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// detach takes a connected socket out of Go's poller: the relay loop owns a duplicate of
+// its descriptor (non-blocking, like the original) and the net.Conn is closed.
+func detach(nc net.Conn) (int, error) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return -1, fmt.Errorf("%T has no descriptor", nc)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var derr error
+	if err := raw.Control(func(f uintptr) { fd, derr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, fmt.Errorf("dup: %w", derr)
+	}
+	nc.Close()
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// closeFD closes a descriptor that never reached a loop.
+func closeFD(fd int) { unix.Close(fd) }
