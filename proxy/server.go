@@ -50,7 +50,7 @@ func (c Config) withDefaults() Config {
 		c.DrainTimeout = 10 * time.Second
 	}
 	if c.Loops <= 0 {
-		c.Loops = runtime.GOMAXPROCS(0)
+		c.Loops = max(1, runtime.GOMAXPROCS(0)-1)
 	}
 	return c
 }
