@@ -77,6 +77,11 @@ func (c *conn) serve() {
 		defer c.srv.wg.Done()
 		defer c.srv.untrack(c)
 		defer c.client.Close()
+		c.amu.Lock()
+		if c.server != nil { // placed, but the client went away before its ConnectResponse
+			c.server.Close()
+		}
+		c.amu.Unlock()
 		c.refused(err)
 		return
 	}
@@ -356,7 +361,7 @@ func (c *conn) place(raw []byte, req *jute.ConnectRequest, deadline time.Time) e
 			errs = append(errs, errors.New("handshake deadline passed"))
 			break
 		}
-		server, resp, err := c.dialMember(member, raw, deadline)
+		server, resp, respFrame, err := c.dialMember(member, raw, deadline)
 		if err != nil {
 			s.obs.ConnectFailed(member, err)
 			s.brk.ConnectFailed()
@@ -368,26 +373,31 @@ func (c *conn) place(raw []byte, req *jute.ConnectRequest, deadline time.Time) e
 		c.amu.Lock()
 		c.server = server
 		c.amu.Unlock()
+		// Attached before the client has its ConnectResponse: once the client sees its
+		// session, zkgate's status and cons list it.
 		s.attach(c, &Session{Client: c.addr, Member: member, id: resp.SessionID,
 			passwd: resp.Passwd, timeout: time.Duration(resp.TimeOut) * time.Millisecond,
 			lastZxid: req.LastZxidSeen, started: time.Now()})
+		if _, err := c.client.Write(respFrame); err != nil {
+			return fmt.Errorf("client went away during handshake: %w", err)
+		}
 		return nil
 	}
 	return fmt.Errorf("%w: %w", errNoMember, errors.Join(errs...))
 }
 
 // dialMember connects to member, sends the client's ConnectRequest bytes unchanged and
-// forwards the member's ConnectResponse to the client.
-func (c *conn) dialMember(member string, raw []byte, deadline time.Time) (net.Conn, *jute.ConnectResponse, error) {
+// reads the member's ConnectResponse, decoded and as a frame for the client.
+func (c *conn) dialMember(member string, raw []byte, deadline time.Time) (net.Conn, *jute.ConnectResponse, []byte, error) {
 	d := net.Dialer{Timeout: c.srv.cfg.DialTimeout, Deadline: deadline}
 	server, err := d.Dial("tcp", member)
 	if err != nil {
-		return nil, nil, fmt.Errorf("member %s: %w", member, err)
+		return nil, nil, nil, fmt.Errorf("member %s: %w", member, err)
 	}
 	server.SetDeadline(deadline)
-	fail := func(err error) (net.Conn, *jute.ConnectResponse, error) {
+	fail := func(err error) (net.Conn, *jute.ConnectResponse, []byte, error) {
 		server.Close()
-		return nil, nil, fmt.Errorf("member %s: %w", member, err)
+		return nil, nil, nil, fmt.Errorf("member %s: %w", member, err)
 	}
 	if _, err := server.Write(raw); err != nil {
 		return fail(err)
@@ -411,12 +421,8 @@ func (c *conn) dialMember(member string, raw []byte, deadline time.Time) (net.Co
 	if err := jute.Decode(buf[4:], &resp); err != nil {
 		return fail(fmt.Errorf("bad ConnectResponse: %w", err))
 	}
-	if _, err := c.client.Write(buf); err != nil {
-		server.Close()
-		return nil, nil, fmt.Errorf("client went away during handshake: %w", err)
-	}
 	server.SetDeadline(time.Time{})
-	return server, &resp, nil
+	return server, &resp, buf, nil
 }
 
 func describeRead(err error) error {
