@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/zkgate/zkgate/breaker"
 	"github.com/zkgate/zkgate/jute"
@@ -31,6 +32,7 @@ type loop struct {
 	conns   map[*conn]struct{}
 	events  []unix.EpollEvent
 	yielded time.Time // the last runtime.Gosched
+	now     time.Time // when the last epoll_wait returned: the arrival time of what it reported
 	rbuf    []byte    // every read lands here first
 	// scratch for one read's output: frames for the member, answers for the client
 	toMember, toClient []byte
@@ -158,9 +160,9 @@ func (l *loop) run() {
 				l.finish(e.c, ending{side: e.side(), err: errors.New("connection reset while its reads were paused")})
 			}
 		}
-		if now := time.Now(); now.After(l.nextSweep) {
-			l.sweep(now)
-			l.nextSweep = now.Add(sweepPeriod)
+		if l.now.After(l.nextSweep) {
+			l.sweep(l.now)
+			l.nextSweep = l.now.Add(sweepPeriod)
 		}
 	}
 }
@@ -174,11 +176,12 @@ func (l *loop) run() {
 // measured, this costs less per request than parking in Go's poller on the epoll
 // descriptor (BENCHMARKS.md).
 func (l *loop) wait() (int, error) {
-	if now := time.Now(); now.Sub(l.yielded) > yieldEvery {
+	if l.now.Sub(l.yielded) > yieldEvery {
 		runtime.Gosched()
-		l.yielded = now
+		l.yielded = l.now
 	}
 	n, err := unix.EpollWait(l.epfd, l.events, int(sweepPeriod/time.Millisecond))
+	l.now = time.Now()
 	if errors.Is(err, unix.EINTR) {
 		return 0, nil
 	}
@@ -231,7 +234,7 @@ func (l *loop) register(c *conn, cfd, mfd int, early []byte) {
 // readable reads once from e (epoll is level-triggered: what is left is reported again)
 // and relays the whole frames.
 func (l *loop) readable(e *end) {
-	n, err := unix.Read(e.fd, l.rbuf)
+	n, err := sockRead(e.fd, l.rbuf)
 	switch {
 	case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR):
 		return
@@ -242,11 +245,10 @@ func (l *loop) readable(e *end) {
 		l.finish(e.c, ending{side: e.side(), err: eofErr(e)})
 		return
 	}
-	now := time.Now()
 	if !e.member {
-		e.c.lastRead = now
+		e.c.lastRead = l.now
 	}
-	l.relay(e, l.rbuf[:n], now)
+	l.relay(e, l.rbuf[:n], l.now)
 }
 
 // eofErr is what a peer closing its socket means, as the goroutine relay reported it.
@@ -305,7 +307,7 @@ func (l *loop) send(e *end, data []byte) {
 		l.backedUp(e)
 		return
 	}
-	n, err := unix.Write(e.fd, data)
+	n, err := sockWrite(e.fd, data)
 	if err != nil {
 		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
 			l.finish(e.c, ending{side: e.side(), err: osErr("write", err)})
@@ -335,7 +337,7 @@ func (l *loop) drain(e *end) {
 	if len(e.out) == 0 || e.c.closed {
 		return
 	}
-	n, err := unix.Write(e.fd, e.out)
+	n, err := sockWrite(e.fd, e.out)
 	if err != nil {
 		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
 			l.finish(e.c, ending{side: e.side(), err: osErr("write", err)})
@@ -412,7 +414,7 @@ func (l *loop) finish(c *conn, why ending) {
 		l.toClient, n = c.answer(append(l.toClient[:0], c.ce.out...), true, true)
 		answered = n
 		if len(l.toClient) > 0 {
-			unix.Write(c.ce.fd, l.toClient)
+			sockWrite(c.ce.fd, l.toClient)
 		}
 		l.toClient = l.toClient[:0]
 	}
@@ -466,6 +468,28 @@ func detach(nc net.Conn) (int, error) {
 		return -1, err
 	}
 	return fd, nil
+}
+
+// sockRead and sockWrite are recvfrom(2) and sendto(2) on a non-blocking socket, as
+// HAProxy calls them: they go straight to the socket layer, without read(2)'s and
+// write(2)'s file bookkeeping, and never block, so they skip the runtime's bookkeeping
+// for system calls that might.
+func sockRead(fd int, p []byte) (int, error) {
+	r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)),
+		unix.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+func sockWrite(fd int, p []byte) (int, error) {
+	r, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)),
+		unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
 }
 
 // closeFD closes a descriptor that never reached a loop.
