@@ -38,6 +38,7 @@ type loop struct {
 	toMember, toClient []byte
 	batch              []inflight
 	nextSweep          time.Time
+	gen                int32 // registrations, for end.gen
 
 	sessions atomic.Int32 // placed here, for choosing a loop
 
@@ -58,6 +59,8 @@ type end struct {
 	out      []byte // bytes the socket did not take yet, in order
 	outSince time.Time
 	events   uint32 // registered with epoll
+	gen      int32  // registration number, in the epoll data with fd: events for an
+	// earlier socket with the same number are told apart
 }
 
 const (
@@ -141,8 +144,8 @@ func (l *loop) run() {
 				}
 				continue
 			}
-			if fd >= len(l.ends) || l.ends[fd] == nil {
-				continue // closed earlier in this batch
+			if fd >= len(l.ends) || l.ends[fd] == nil || l.ends[fd].gen != ev.Pad {
+				continue // closed earlier in this batch (its number may be reused already)
 			}
 			e := l.ends[fd]
 			if ev.Events&unix.EPOLLOUT != 0 {
@@ -209,15 +212,16 @@ func (l *loop) runTasks() bool {
 // register adds a placed session's two sockets and relays what the client sent along with
 // its ConnectRequest.
 func (l *loop) register(c *conn, cfd, mfd int, early []byte) {
-	c.ce = end{fd: cfd, c: c}
-	c.me = end{fd: mfd, c: c, member: true}
+	l.gen++
+	c.ce = end{fd: cfd, c: c, gen: l.gen}
+	c.me = end{fd: mfd, c: c, member: true, gen: l.gen}
 	for _, e := range []*end{&c.ce, &c.me} {
 		for e.fd >= len(l.ends) {
 			l.ends = append(l.ends, make([]*end, len(l.ends)+1024)...)
 		}
 		l.ends[e.fd] = e
 		e.events = unix.EPOLLIN
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, e.fd, &unix.EpollEvent{Events: e.events, Fd: int32(e.fd)}); err != nil {
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, e.fd, &unix.EpollEvent{Events: e.events, Fd: int32(e.fd), Pad: e.gen}); err != nil {
 			l.conns[c] = struct{}{}
 			l.finish(c, ending{side: "zkgate", reason: "epoll_ctl: " + err.Error()})
 			return
@@ -286,8 +290,10 @@ func (l *loop) relay(e *end, data []byte, now time.Time) {
 	case len(e.in) > 0:
 		e.in = e.in[:copy(e.in, rest)]
 	default:
+		// Room for the whole frame when it is small; a large one grows as it arrives, so a
+		// peer that announces a large frame and stalls does not cost its size up front.
 		_, need, _ := jute.NextFrame(rest, c.srv.cfg.MaxFrame)
-		e.in = append(make([]byte, 0, max(need, len(rest))), rest...)
+		e.in = append(make([]byte, 0, max(min(need, readChunk), len(rest))), rest...)
 	}
 	l.send(&c.me, l.toMember)
 	l.send(&c.ce, l.toClient)
@@ -304,7 +310,7 @@ func (l *loop) send(e *end, data []byte) {
 	}
 	if len(e.out) > 0 {
 		e.out = append(e.out, data...)
-		l.backedUp(e)
+		l.flow(e.c)
 		return
 	}
 	n, err := sockWrite(e.fd, data)
@@ -321,14 +327,24 @@ func (l *loop) send(e *end, data []byte) {
 	e.out = append(e.out, data[n:]...)
 	e.outSince = time.Now()
 	l.watch(e, e.events|unix.EPOLLOUT)
-	l.backedUp(e)
+	l.flow(e.c)
 }
 
-// backedUp stops reading the side that feeds e while e holds too much.
-func (l *loop) backedUp(e *end) {
-	if len(e.out) > highWater {
-		src := e.peer()
-		l.watch(src, src.events&^unix.EPOLLIN)
+// flow reads a session's sockets only while what they feed is not backed up: the client
+// feeds the member (requests) and itself (zkgate's answers to rejected requests); the
+// member feeds the client (replies). A client that floods a slow member, or does not read
+// its replies, then waits in its own socket buffers, not in zkgate's memory.
+func (l *loop) flow(c *conn) {
+	clientOK := len(c.ce.out) <= highWater
+	l.readIf(&c.ce, clientOK && len(c.me.out) <= highWater)
+	l.readIf(&c.me, clientOK)
+}
+
+func (l *loop) readIf(e *end, on bool) {
+	if on {
+		l.watch(e, e.events|unix.EPOLLIN)
+	} else {
+		l.watch(e, e.events&^unix.EPOLLIN)
 	}
 }
 
@@ -351,9 +367,7 @@ func (l *loop) drain(e *end) {
 	}
 	e.out = nil
 	l.watch(e, e.events&^unix.EPOLLOUT)
-	if src := e.peer(); src.events&unix.EPOLLIN == 0 {
-		l.watch(src, src.events|unix.EPOLLIN)
-	}
+	l.flow(e.c)
 }
 
 func (l *loop) watch(e *end, events uint32) {
@@ -361,7 +375,7 @@ func (l *loop) watch(e *end, events uint32) {
 		return
 	}
 	e.events = events
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, e.fd, &unix.EpollEvent{Events: events, Fd: int32(e.fd)}); err != nil {
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, e.fd, &unix.EpollEvent{Events: events, Fd: int32(e.fd), Pad: e.gen}); err != nil {
 		l.finish(e.c, ending{side: "zkgate", reason: "epoll_ctl: " + err.Error()})
 	}
 }
