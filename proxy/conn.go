@@ -583,11 +583,15 @@ func (c *conn) reply(l *loop, frame []byte, now time.Time) error {
 			return protocolError{err}
 		}
 		latency := now.Sub(f.start)
+		memberLatency := latency
+		if f.held { // it waited on the client, not on the member
+			memberLatency = 0
+		}
 		if f.permit {
-			c.srv.brk.Release(h.Err, latency, false)
+			c.srv.brk.Release(h.Err, memberLatency, false)
 		}
 		if f.xid >= 0 && !f.reported {
-			c.srv.ej.Reply(c.member, h.Err, latency)
+			c.srv.ej.Reply(c.member, h.Err, memberLatency)
 		}
 		c.srv.obs.Reply(c.member, f.op, h.Err, latency)
 		if forward && f.watch != watchNone && (h.Err == jute.ErrOK || f.watch == watchExist && h.Err == jute.ErrNoNode) {

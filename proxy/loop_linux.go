@@ -337,7 +337,12 @@ func (l *loop) send(e *end, data []byte) {
 func (l *loop) flow(c *conn) {
 	clientOK := len(c.ce.out) <= highWater
 	l.readIf(&c.ce, clientOK && len(c.me.out) <= highWater)
-	l.readIf(&c.me, clientOK)
+	if memberOn := c.me.events&unix.EPOLLIN != 0; memberOn != clientOK {
+		// Replies wait on the client now (or again on the member): requests in flight
+		// meanwhile say nothing about the member's speed, for the breaker or the ejector.
+		c.sess.hold(!clientOK, l.now)
+		l.readIf(&c.me, clientOK)
+	}
 }
 
 func (l *loop) readIf(e *end, on bool) {

@@ -29,6 +29,7 @@ type inflight struct {
 	replied  bool      // the member's reply came (sent requests)
 	released bool      // the permit was released
 	reported bool      // reported as stalled
+	held     bool      // zkgate held its reply back (the client was not reading): its latency is not the member's
 }
 
 // finished entries leave the FIFO: the client has its answer and no member reply is due.
@@ -81,6 +82,11 @@ type Session struct {
 	started  time.Time
 
 	bytesIn, bytesOut atomic.Uint64 // frames as relayed, length prefix included
+
+	// held: zkgate stopped reading the member because the client does not read its
+	// replies; requests outstanding then (or before heldEnd) have no member latency.
+	held    bool
+	heldEnd time.Time
 
 	lat      latencyStats // member replies, for srvr, mntr and cons
 	lastOp   jute.OpCode
@@ -237,6 +243,7 @@ func (s *Session) pop(h jute.ReplyHeader, now time.Time) (f inflight, forward bo
 	}
 	e := &s.fifo[idx]
 	e.replied = true
+	e.held = s.held || e.start.Before(s.heldEnd)
 	forward = !e.answered
 	e.answered = true
 	for s.owed < len(s.fifo) && s.fifo[s.owed].answered {
@@ -323,6 +330,9 @@ func (s *Session) drain() []inflight {
 func (s *Session) stalls(now time.Time, slow time.Duration, buf []inflight) []inflight {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.held {
+		return buf // waiting on its own client, not on the member
+	}
 	// The FIFO is in start order, so each sweep starts where the last one stopped.
 	for i := min(s.scanned, len(s.fifo)); i < len(s.fifo); i++ {
 		e := &s.fifo[i]
@@ -337,6 +347,17 @@ func (s *Session) stalls(now time.Time, slow time.Duration, buf []inflight) []in
 		buf = append(buf, e.handOut())
 	}
 	return buf
+}
+
+// hold records that zkgate stopped (on) or resumed (off) reading the member because the
+// client does not read its replies.
+func (s *Session) hold(on bool, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held && !on {
+		s.heldEnd = now
+	}
+	s.held = on
 }
 
 // zxid is the last zxid the session saw.

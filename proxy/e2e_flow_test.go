@@ -1,0 +1,87 @@
+package proxy_test
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+	"github.com/zkgate/zkgate/breaker"
+	"github.com/zkgate/zkgate/internal/zktest"
+	"github.com/zkgate/zkgate/jute"
+	"github.com/zkgate/zkgate/proxy"
+)
+
+// TestClientNotReadingIsHeldBack: a client pipelines requests for 40 MiB of replies and
+// does not read them. zkgate stops reading that session's member connection once the
+// replies back up (they wait in socket buffers and in the member, not in zkgate's
+// memory), another session on the same relay loop keeps working meanwhile, and when the
+// client reads again every reply arrives whole and in order. The wait counts against
+// neither the breaker nor the member.
+func TestClientNotReadingIsHeldBack(t *testing.T) {
+	ens := zktest.Start(t, zktest.Config{Members: 1})
+	g := startGate(t, ens, proxy.Config{Loops: 1}) // one loop: both sessions share it
+	c, _ := connect(t, g.addr)
+	value := bytes.Repeat([]byte("v"), 512<<10)
+	if _, err := c.Create("/big", value, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+
+	r := dialRaw(t, g.addr)
+	const n = 80
+	reqs := make([]func(int32) []byte, n)
+	for i := range reqs {
+		reqs[i] = getData("/big")
+	}
+	xids := r.send(reqs...)
+
+	// The other session is served while r's replies are stuck.
+	for range 20 {
+		if got, _, err := c.Get("/big"); err != nil || len(got) != len(value) {
+			t.Fatalf("other session: %d bytes, %v", len(got), err)
+		}
+	}
+
+	// Wait for zkgate to stop relaying to r: its byte count holds still.
+	var info proxy.SessionInfo
+	last, still := uint64(0), 0
+	zktest.WaitFor(t, 30*time.Second, "relaying to the stalled client to stop", func() bool {
+		for _, s := range g.srv.Sessions() {
+			if s.ID == r.id {
+				info = s
+			}
+		}
+		if info.BytesOut == last {
+			still++
+		} else {
+			last, still = info.BytesOut, 0
+		}
+		time.Sleep(50 * time.Millisecond)
+		return still >= 10
+	})
+	t.Logf("client not reading: %.1f of %d MiB relayed to it, %d of %d requests still at the member",
+		float64(info.BytesOut)/(1<<20), n/2, info.InFlight, n)
+	if info.InFlight == 0 {
+		t.Fatalf("zkgate read all %d replies for a client that reads none (%.1f MiB relayed): nothing held it back", n, float64(info.BytesOut)/(1<<20))
+	}
+
+	r.conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	for i, xid := range xids {
+		frame, err := r.fr.Next()
+		if err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		h, err := jute.ParseReplyHeader(frame[4:])
+		if err != nil || h.Xid != xid || h.Err != jute.ErrOK {
+			t.Fatalf("reply %d: %+v %v, want xid %d", i, h, err, xid)
+		}
+		var resp jute.GetDataResponse
+		if err := jute.Decode(frame[4+jute.ReplyHeaderLen:], &resp); err != nil || !bytes.Equal(resp.Data, value) {
+			t.Fatalf("reply %d: %d bytes, %v", i, len(resp.Data), err)
+		}
+	}
+	// The wait was the client's: it must not count as a slow member.
+	if st := g.srv.Breaker().State(); st != breaker.Closed {
+		t.Fatalf("breaker %v after a client that did not read its replies", st)
+	}
+}
