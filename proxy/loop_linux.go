@@ -385,13 +385,6 @@ func (l *loop) watch(e *end, events uint32) {
 	}
 }
 
-func (e *end) peer() *end {
-	if e.member {
-		return &e.c.ce
-	}
-	return &e.c.me
-}
-
 func (e *end) side() string {
 	if e.member {
 		return "member"
@@ -446,9 +439,7 @@ func (l *loop) finish(c *conn, why ending) {
 		}
 		e.in, e.out = nil, nil
 	}
-	if _, ok := l.conns[c]; ok {
-		delete(l.conns, c)
-	}
+	delete(l.conns, c)
 	l.sessions.Add(-1)
 	c.ended(why, memberBroke, answered)
 }

@@ -71,7 +71,6 @@ type Server struct {
 	maint sync.Once
 	stop  chan struct{}
 	kick  chan struct{} // the breaker opened: answer what sessions are owed now
-	clock atomic.Int64  // unix nanoseconds, refreshed by the maintenance loop: coarseNow
 	loops []*loop       // relay event loops, started with the first Serve
 	lerr  error         // why the loops could not start
 	lstop sync.Once
@@ -109,7 +108,6 @@ func NewServer(cfg Config, views ViewSource, log zerolog.Logger, opts ...Option)
 		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}, perMember: map[string]int{}, perClient: map[string]int{},
 		started: time.Now(), stop: make(chan struct{}), kick: make(chan struct{}, 1),
 	}
-	s.clock.Store(time.Now().UnixNano())
 	s.rlog = s.log.Sample(&zerolog.BurstSampler{Burst: 20, Period: time.Second})
 	for _, o := range opts {
 		o(s)
@@ -482,10 +480,6 @@ func (s *Server) applyEjection(c breaker.Change) {
 	}
 }
 
-// coarseNow is the time to within one maintenance tick (at most 250 ms), for deadlines
-// that need no precision; reading it costs an atomic load, not a clock read.
-func (s *Server) coarseNow() time.Time { return time.Unix(0, s.clock.Load()) }
-
 // maintain runs the periodic work: requests stalled past the slow-call threshold are
 // reported as slow without waiting for their replies (a hung member sends none), the
 // breaker moves to half-open when due, and the ejector decides.
@@ -501,7 +495,6 @@ func (s *Server) maintain() {
 		case <-s.kick:
 			s.sweepStalls(time.Now())
 		case now := <-tick.C:
-			s.clock.Store(now.UnixNano())
 			s.sweepStalls(now)
 			s.brk.Refresh()
 			for _, c := range s.ej.Evaluate(now) {
