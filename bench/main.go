@@ -123,6 +123,12 @@ func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targ
 		"closed loop", mixFlag, valueSize, duration, rounds, map[bool]string{false: "raw pipelined jute", true: "go-zookeeper"}[gozk])
 	fmt.Fprintln(&report, "| scenario | target | ops/s | vs direct | p50 | p99 | p999 | proxy CPU µs/op | proxy RSS MiB | errors |")
 	fmt.Fprintln(&report, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	// Paired figures: each round's proxy run against the same round's direct (and HAProxy)
+	// run, minutes apart, then the median over rounds; the ensemble's drift between rounds
+	// cancels out of them.
+	var paired strings.Builder
+	fmt.Fprintln(&paired, "| scenario | target | added p50 | added p99 | CPU per op ÷ HAProxy's |")
+	fmt.Fprintln(&paired, "|---|---|---:|---:|---:|")
 	for i, sc := range scenarios {
 		runs := map[string][]measure{}
 		for r := range rounds {
@@ -167,8 +173,21 @@ func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targ
 			}
 			fmt.Fprintf(&report, "| %s (%dx%d) | %s | %.0f | %s | %s | %s | %s | %s | %s | %d |\n",
 				sc.name, sc.sessions, sc.concurrency, name, ops, vs, lat(50), lat(99), lat(99.9), cpu, rss, errs)
+			if name != "direct" && len(runs["direct"]) == len(ms) {
+				added := func(p float64) string {
+					return fmtDur(time.Duration(pairedMedian(ms, runs["direct"], func(a, b measure) float64 {
+						return float64(a.res.Pct(p) - b.res.Pct(p))
+					})))
+				}
+				ratio := "–"
+				if hp := runs["haproxy"]; name != "haproxy" && len(hp) == len(ms) {
+					ratio = fmt.Sprintf("%.2f×", pairedMedian(ms, hp, func(a, b measure) float64 { return a.cpuPerOp / b.cpuPerOp }))
+				}
+				fmt.Fprintf(&paired, "| %s (%dx%d) | %s | %s | %s | %s |\n", sc.name, sc.sessions, sc.concurrency, name, added(50), added(99), ratio)
+			}
 		}
 	}
+	fmt.Fprintf(&report, "\nPaired by round (median over rounds of each round's difference or ratio):\n\n%s", paired.String())
 	fmt.Fprintf(&report, "\nCommand: `go run ./bench -rounds %d -duration %v -scenarios %s -mix %s -value %d`\n",
 		rounds, duration, scenariosFlag, mixFlag, valueSize)
 	fmt.Print(report.String())
@@ -342,6 +361,19 @@ func median(ms []measure, f func(measure) float64) float64 {
 	v := make([]float64, len(ms))
 	for i, m := range ms {
 		v[i] = f(m)
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+// pairedMedian is the median over rounds of f(a[r], b[r]).
+func pairedMedian(a, b []measure, f func(a, b measure) float64) float64 {
+	v := make([]float64, 0, len(a))
+	for r := range a {
+		v = append(v, f(a[r], b[r]))
+	}
+	if len(v) == 0 {
+		return 0
 	}
 	slices.Sort(v)
 	return v[len(v)/2]
