@@ -236,7 +236,12 @@ func (l *load) rejectStats(since time.Time) (int, time.Duration) {
 func waitState(t *testing.T, g *gate, state breaker.State, d time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	zktest.WaitFor(t, d, "breaker "+state.String(), func() bool { return g.srv.Breaker().State() == state })
+	// The state changes before its transition is recorded (failsafe-go calls the listener
+	// after): wait for both, as the status page shows them.
+	zktest.WaitFor(t, d, "breaker "+state.String(), func() bool {
+		h := g.srv.Breaker().History()
+		return g.srv.Breaker().State() == state && len(h) > 0 && h[len(h)-1].To == state
+	})
 	return time.Since(start)
 }
 

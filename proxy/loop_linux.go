@@ -58,7 +58,7 @@ type end struct {
 	in       []byte // the start of a frame kept between reads
 	out      []byte // bytes the socket did not take yet, in order
 	outSince time.Time
-	events   uint32 // registered with epoll
+	events   uint32 // EPOLLIN and EPOLLOUT as registered with epoll (with edge)
 	gen      int32  // registration number, in the epoll data with fd: events for an
 	// earlier socket with the same number are told apart
 }
@@ -71,6 +71,10 @@ const (
 	highWater   = 256 << 10
 	sweepPeriod = 100 * time.Millisecond
 	yieldEvery  = 5 * time.Millisecond
+	// edge: session sockets are edge-triggered (readable reads them empty), so epoll does
+	// not poll every socket it reported again at the next wait; a peer's shutdown is
+	// reported even while reads are paused.
+	edge = unix.EPOLLET | unix.EPOLLRDHUP
 )
 
 func newLoop(s *Server) (*loop, error) {
@@ -154,9 +158,10 @@ func (l *loop) run() {
 			if e.c.closed {
 				continue
 			}
+			hup := ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
 			switch {
-			case ev.Events&unix.EPOLLIN != 0:
-				l.readable(e)
+			case e.events&unix.EPOLLIN != 0 && (ev.Events&unix.EPOLLIN != 0 || hup):
+				l.readable(e, hup)
 			case ev.Events&(unix.EPOLLHUP|unix.EPOLLERR) != 0:
 				// Reads are paused (the other side is backed up) and the socket failed:
 				// nothing more can be relayed on this session.
@@ -221,7 +226,7 @@ func (l *loop) register(c *conn, cfd, mfd int, early []byte) {
 		}
 		l.ends[e.fd] = e
 		e.events = unix.EPOLLIN
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, e.fd, &unix.EpollEvent{Events: e.events, Fd: int32(e.fd), Pad: e.gen}); err != nil {
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, e.fd, &unix.EpollEvent{Events: e.events | edge, Fd: int32(e.fd), Pad: e.gen}); err != nil {
 			l.conns[c] = struct{}{}
 			l.finish(c, ending{side: "zkgate", reason: "epoll_ctl: " + err.Error()})
 			return
@@ -235,24 +240,32 @@ func (l *loop) register(c *conn, cfd, mfd int, early []byte) {
 	}
 }
 
-// readable reads once from e (epoll is level-triggered: what is left is reported again)
-// and relays the whole frames.
-func (l *loop) readable(e *end) {
-	n, err := sockRead(e.fd, l.rbuf)
-	switch {
-	case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR):
-		return
-	case err != nil:
-		l.finish(e.c, ending{side: e.side(), err: osErr("read", err)})
-		return
-	case n == 0:
-		l.finish(e.c, ending{side: e.side(), err: eofErr(e)})
-		return
+// readable reads what e's socket holds and relays the whole frames. Sockets are
+// edge-triggered: the next event comes only with new bytes, so reading goes on until a
+// read comes back short (the socket is empty), or until reads are paused (resuming them
+// re-arms the socket, and epoll reports what is already there). A hang-up is read through
+// to the end of the stream.
+func (l *loop) readable(e *end, hup bool) {
+	for {
+		n, err := sockRead(e.fd, l.rbuf)
+		switch {
+		case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR):
+			return
+		case err != nil:
+			l.finish(e.c, ending{side: e.side(), err: osErr("read", err)})
+			return
+		case n == 0:
+			l.finish(e.c, ending{side: e.side(), err: eofErr(e)})
+			return
+		}
+		if !e.member {
+			e.c.lastRead = l.now
+		}
+		l.relay(e, l.rbuf[:n], l.now)
+		if e.c.closed || e.events&unix.EPOLLIN == 0 || n < len(l.rbuf) && !hup {
+			return
+		}
 	}
-	if !e.member {
-		e.c.lastRead = l.now
-	}
-	l.relay(e, l.rbuf[:n], l.now)
 }
 
 // eofErr is what a peer closing its socket means, as the goroutine relay reported it.
@@ -380,7 +393,7 @@ func (l *loop) watch(e *end, events uint32) {
 		return
 	}
 	e.events = events
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, e.fd, &unix.EpollEvent{Events: events, Fd: int32(e.fd), Pad: e.gen}); err != nil {
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, e.fd, &unix.EpollEvent{Events: events | edge, Fd: int32(e.fd), Pad: e.gen}); err != nil {
 		l.finish(e.c, ending{side: "zkgate", reason: "epoll_ctl: " + err.Error()})
 	}
 }

@@ -343,6 +343,9 @@ func (s *Session) stalls(now time.Time, slow time.Duration, buf []inflight) []in
 		if e.rejected || e.replied || e.reported || e.xid < 0 { // pings, auth, setWatches hold no permit
 			continue
 		}
+		if e.start.Before(s.heldEnd) { // it waited on the client while zkgate held replies back
+			continue
+		}
 		e.reported = true
 		buf = append(buf, e.handOut())
 	}
