@@ -380,6 +380,9 @@ func pairedMedian(a, b []measure, f func(a, b measure) float64) float64 {
 }
 
 func fmtDur(d time.Duration) string {
+	if d < 0 {
+		return "−" + fmtDur(-d)
+	}
 	switch {
 	case d < time.Millisecond:
 		return fmt.Sprintf("%d µs", d.Microseconds())
