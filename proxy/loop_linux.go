@@ -70,7 +70,7 @@ const (
 	// read) cannot grow zkgate's memory without bound.
 	highWater   = 256 << 10
 	sweepPeriod = 100 * time.Millisecond
-	yieldEvery  = 5 * time.Millisecond
+	yieldEvery  = 8 * time.Millisecond
 	// edge: session sockets are edge-triggered (readable reads them empty), so epoll does
 	// not poll every socket it reported again at the next wait; a peer's shutdown is
 	// reported even while reads are paused.
