@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -32,8 +33,15 @@ type loop struct {
 	conns   map[*conn]struct{}
 	events  []unix.EpollEvent
 	yielded time.Time // the last runtime.Gosched
-	now     time.Time // when the last epoll_wait returned: the arrival time of what it reported
-	rbuf    []byte    // every read lands here first
+	// With GOMAXPROCS=1 the loop waits in Go's poller (parkWait):
+	park      *os.File           // the epoll descriptor
+	parkRaw   syscall.RawConn    // park's
+	parkUntil time.Time          // park's read deadline
+	poll      func(uintptr) bool // tryPoll
+	ready     int                // tryPoll's results
+	pollErr   error
+	now       time.Time // when the last epoll_wait returned: the arrival time of what it reported
+	rbuf      []byte    // every read lands here first
 	// scratch for one read's output: frames for the member, answers for the client
 	toMember, toClient []byte
 	batch              []inflight
@@ -94,6 +102,23 @@ func newLoop(s *Server) (*loop, error) {
 	}
 	l := &loop{srv: s, epfd: epfd, efd: efd, conns: map[*conn]struct{}{}, events: make([]unix.EpollEvent, 256),
 		rbuf: make([]byte, readChunk), done: make(chan struct{})}
+	if runtime.GOMAXPROCS(0) == 1 {
+		// The only P must not sit in epoll_wait: every other goroutine (handshakes,
+		// health, admin) would wait for sysmon to take it back. The loop parks in Go's
+		// poller on the epoll descriptor instead.
+		if err := unix.SetNonblock(epfd, true); err != nil {
+			unix.Close(epfd)
+			unix.Close(efd)
+			return nil, err
+		}
+		l.park = os.NewFile(uintptr(epfd), "epoll")
+		if l.parkRaw, err = l.park.SyscallConn(); err != nil {
+			l.park.Close()
+			unix.Close(efd)
+			return nil, err
+		}
+		l.poll = l.tryPoll
+	}
 	go l.run()
 	return l, nil
 }
@@ -132,7 +157,13 @@ func (l *loop) stop() {
 func (l *loop) run() {
 	defer close(l.done)
 	defer unix.Close(l.efd)
-	defer unix.Close(l.epfd)
+	defer func() {
+		if l.park != nil {
+			l.park.Close() // the epoll descriptor
+		} else {
+			unix.Close(l.epfd)
+		}
+	}()
 	for {
 		n, err := l.wait()
 		if err != nil {
@@ -184,6 +215,9 @@ func (l *loop) run() {
 // measured, this costs less per request than parking in Go's poller on the epoll
 // descriptor (BENCHMARKS.md).
 func (l *loop) wait() (int, error) {
+	if l.park != nil {
+		return l.parkWait()
+	}
 	if l.now.Sub(l.yielded) > yieldEvery {
 		runtime.Gosched()
 		l.yielded = l.now
@@ -194,6 +228,42 @@ func (l *loop) wait() (int, error) {
 		return 0, nil
 	}
 	return max(n, 0), err
+}
+
+// parkWait is wait with a single P: when nothing is ready it parks the goroutine in Go's
+// poller until the epoll descriptor is readable (events are ready) or the sweep is due.
+func (l *loop) parkWait() (int, error) {
+	n, err := unix.EpollWait(l.epfd, l.events, 0)
+	l.now = time.Now()
+	if n > 0 || err != nil && !errors.Is(err, unix.EINTR) {
+		return max(n, 0), err
+	}
+	if !l.parkUntil.Equal(l.nextSweep) {
+		l.park.SetReadDeadline(l.nextSweep)
+		l.parkUntil = l.nextSweep
+	}
+	l.ready, l.pollErr = 0, nil
+	err = l.parkRaw.Read(l.poll)
+	l.now = time.Now()
+	if l.ready > 0 || l.pollErr != nil {
+		return l.ready, l.pollErr
+	}
+	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		return 0, nil
+	}
+	return 0, err
+}
+
+// tryPoll runs whenever Go's poller reports the epoll descriptor readable: true once
+// events are ready (or epoll_wait failed), false to park again. It is bound once (l.poll)
+// so that parking allocates nothing.
+func (l *loop) tryPoll(uintptr) bool {
+	n, err := unix.EpollWait(l.epfd, l.events, 0)
+	if errors.Is(err, unix.EINTR) {
+		return false
+	}
+	l.ready, l.pollErr = max(n, 0), err
+	return n > 0 || err != nil
 }
 
 // runTasks runs the posted tasks; false means the loop must stop.
