@@ -11,7 +11,7 @@ demo:
 
 # direct vs zkgate vs HAProxy on a real ensemble (installs haproxy when missing)
 bench:
-	go run ./bench -rounds 3 -duration 5s
+	go run ./bench -rounds 5 -duration 5s
 
 # RSS per idle session through zkgate
 bench-idle:
