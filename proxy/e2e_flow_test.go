@@ -85,3 +85,56 @@ func TestClientNotReadingIsHeldBack(t *testing.T) {
 		t.Fatalf("breaker %v after a client that did not read its replies", st)
 	}
 }
+
+// TestFramesSplitAcrossReads: the relay loop reassembles frames that arrive in pieces (a
+// request written a few bytes at a time, a 1 MB setData in 10 KB writes), and a bad frame
+// length after the handshake closes that session alone, with a log line that says why.
+func TestFramesSplitAcrossReads(t *testing.T) {
+	ens := zktest.Require(t, shared)
+	g := startGate(t, ens, proxy.Config{})
+	good, _ := connect(t, g.addr)
+	r := dialRaw(t, g.addr)
+	r.conn.SetDeadline(time.Now().Add(30 * time.Second))
+
+	value := bytes.Repeat([]byte{'z'}, 1<<20-512)
+	r.xid++
+	create := jute.AppendFrame(nil, &jute.RequestHeader{Xid: r.xid, Type: jute.OpCreate},
+		&jute.CreateRequest{Path: "/split", Data: value, ACL: []jute.ACL{{Perms: zk.PermAll, ID: jute.ID{Scheme: "world", ID: "anyone"}}}})
+	for off := 0; off < len(create); off += 10 << 10 {
+		if _, err := r.conn.Write(create[off:min(off+10<<10, len(create))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expectOK(t, r)
+	if err := good.Delete("/split", -1); err != nil { // cleanup, and proof it exists
+		t.Fatal(err)
+	}
+
+	r.xid++
+	get := getData("/")(r.xid)
+	for _, piece := range [][]byte{get[:1], get[1:4], get[4:9], get[9:]} {
+		if _, err := r.conn.Write(piece); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expectOK(t, r)
+
+	// A frame length over the limit, mid-session: that session is closed and logged.
+	r.conn.Write(jute.AppendInt(nil, 0x7fffffff))
+	if _, err := r.fr.Next(); err == nil {
+		t.Fatal("zkgate relayed a reply after a 2^31-1 frame length; want the session closed")
+	}
+	g.waitLog(t, 5*time.Second, "session closed: protocol error", "client frame", "exceeds limit")
+	if _, _, err := good.Get("/"); err != nil {
+		t.Fatalf("another session broken by a bad frame: %v", err)
+	}
+}
+
+// expectOK reads r's next reply: it must answer r's last request, successfully.
+func expectOK(t *testing.T, r *rawSession) {
+	t.Helper()
+	hs, err := r.replies(1, 30*time.Second)
+	if err != nil || hs[0].Xid != r.xid || hs[0].Err != jute.ErrOK {
+		t.Fatalf("reply %+v, %v; want xid %d OK", hs, err, r.xid)
+	}
+}
