@@ -355,12 +355,17 @@ func startHAProxy(dir string, members []string) (*target, error) {
 }
 
 func median(ms []measure, f func(measure) float64) float64 {
-	if len(ms) == 0 {
-		return 0
-	}
 	v := make([]float64, len(ms))
 	for i, m := range ms {
 		v[i] = f(m)
+	}
+	return middle(v)
+}
+
+// middle is the median of v (which it sorts); 0 when v is empty.
+func middle(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
 	}
 	slices.Sort(v)
 	return v[len(v)/2]
@@ -368,15 +373,11 @@ func median(ms []measure, f func(measure) float64) float64 {
 
 // pairedMedian is the median over rounds of f(a[r], b[r]).
 func pairedMedian(a, b []measure, f func(a, b measure) float64) float64 {
-	v := make([]float64, 0, len(a))
+	v := make([]float64, len(a))
 	for r := range a {
-		v = append(v, f(a[r], b[r]))
+		v[r] = f(a[r], b[r])
 	}
-	if len(v) == 0 {
-		return 0
-	}
-	slices.Sort(v)
-	return v[len(v)/2]
+	return middle(v)
 }
 
 func fmtDur(d time.Duration) string {

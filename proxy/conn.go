@@ -339,7 +339,6 @@ func (c *conn) handshake() (*jute.FrameReader, error) {
 	if err := c.place(raw, &req, deadline); err != nil {
 		return nil, err
 	}
-	c.client.SetDeadline(time.Time{})
 	return fr, nil
 }
 
@@ -421,7 +420,6 @@ func (c *conn) dialMember(member string, raw []byte, deadline time.Time) (net.Co
 	if err := jute.Decode(buf[4:], &resp); err != nil {
 		return fail(fmt.Errorf("bad ConnectResponse: %w", err))
 	}
-	server.SetDeadline(time.Time{})
 	return server, &resp, buf, nil
 }
 

@@ -135,10 +135,15 @@ func (l *loop) post(f func()) bool {
 	l.woken = true
 	l.mu.Unlock()
 	if wake {
-		var one = [8]byte{1} // the eventfd counter is a host-order uint64; little endian here
-		unix.Write(l.efd, one[:])
+		l.wake()
 	}
 	return true
+}
+
+// wake makes the loop's epoll_wait return and run its tasks.
+func (l *loop) wake() {
+	one := [8]byte{1} // the eventfd counter is a host-order uint64; little endian here
+	unix.Write(l.efd, one[:])
 }
 
 // stop ends the loop once its sessions are gone (the server waits for them first).
@@ -148,8 +153,7 @@ func (l *loop) stop() {
 	l.stopped = true
 	l.mu.Unlock()
 	if !already {
-		var one = [8]byte{1}
-		unix.Write(l.efd, one[:])
+		l.wake()
 	}
 	<-l.done
 }
@@ -290,6 +294,7 @@ func (l *loop) register(c *conn, cfd, mfd int, early []byte) {
 	l.gen++
 	c.ce = end{fd: cfd, c: c, gen: l.gen}
 	c.me = end{fd: mfd, c: c, member: true, gen: l.gen}
+	l.conns[c] = struct{}{}
 	for _, e := range []*end{&c.ce, &c.me} {
 		for e.fd >= len(l.ends) {
 			l.ends = append(l.ends, make([]*end, len(l.ends)+1024)...)
@@ -297,16 +302,13 @@ func (l *loop) register(c *conn, cfd, mfd int, early []byte) {
 		l.ends[e.fd] = e
 		e.events = unix.EPOLLIN
 		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, e.fd, &unix.EpollEvent{Events: e.events | edge, Fd: int32(e.fd), Pad: e.gen}); err != nil {
-			l.conns[c] = struct{}{}
 			l.finish(c, ending{side: "zkgate", reason: "epoll_ctl: " + err.Error()})
 			return
 		}
 	}
-	l.conns[c] = struct{}{}
-	now := time.Now()
-	c.lastRead = now
+	c.lastRead = l.now
 	if len(early) > 0 {
-		l.relay(&c.ce, early, now)
+		l.relay(&c.ce, early)
 	}
 }
 
@@ -319,7 +321,7 @@ func (l *loop) readable(e *end, hup bool) {
 	for {
 		n, err := sockRead(e.fd, l.rbuf)
 		switch {
-		case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR):
+		case again(err):
 			return
 		case err != nil:
 			l.finish(e.c, ending{side: e.side(), err: osErr("read", err)})
@@ -331,7 +333,7 @@ func (l *loop) readable(e *end, hup bool) {
 		if !e.member {
 			e.c.lastRead = l.now
 		}
-		l.relay(e, l.rbuf[:n], l.now)
+		l.relay(e, l.rbuf[:n])
 		if e.c.closed || e.events&unix.EPOLLIN == 0 || n < len(l.rbuf) && !hup {
 			return
 		}
@@ -352,8 +354,9 @@ var (
 )
 
 // relay hands the whole frames of e's pending bytes and data to the session code, keeps a
-// partial frame for the next read, and sends what the frames produced.
-func (l *loop) relay(e *end, data []byte, now time.Time) {
+// partial frame for the next read, and sends what the frames produced. The frames arrived
+// when the last epoll_wait returned (l.now).
+func (l *loop) relay(e *end, data []byte) {
 	if len(e.in) > 0 {
 		e.in = append(e.in, data...)
 		data = e.in
@@ -362,9 +365,9 @@ func (l *loop) relay(e *end, data []byte, now time.Time) {
 	var used int
 	var err error
 	if e.member {
-		used, err = c.fromMember(l, data, now)
+		used, err = c.fromMember(l, data, l.now)
 	} else {
-		used, err = c.fromClient(l, data, now)
+		used, err = c.fromClient(l, data, l.now)
 	}
 	rest := data[used:]
 	switch {
@@ -396,19 +399,12 @@ func (l *loop) send(e *end, data []byte) {
 		l.flow(e.c)
 		return
 	}
-	n, err := sockWrite(e.fd, data)
-	if err != nil {
-		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
-			l.finish(e.c, ending{side: e.side(), err: osErr("write", err)})
-			return
-		}
-		n = 0
-	}
-	if n == len(data) {
+	n, ok := l.write(e, data)
+	if !ok || n == len(data) {
 		return
 	}
 	e.out = append(e.out, data[n:]...)
-	e.outSince = time.Now()
+	e.outSince = l.now
 	l.watch(e, e.events|unix.EPOLLOUT)
 	l.flow(e.c)
 }
@@ -441,22 +437,36 @@ func (l *loop) drain(e *end) {
 	if len(e.out) == 0 || e.c.closed {
 		return
 	}
-	n, err := sockWrite(e.fd, e.out)
-	if err != nil {
-		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
-			l.finish(e.c, ending{side: e.side(), err: osErr("write", err)})
-		}
+	n, ok := l.write(e, e.out)
+	if !ok || n == 0 {
 		return
 	}
 	if n < len(e.out) {
 		e.out = e.out[:copy(e.out, e.out[n:])]
-		e.outSince = time.Now()
+		e.outSince = l.now
 		return
 	}
 	e.out = nil
 	l.watch(e, e.events&^unix.EPOLLOUT)
 	l.flow(e.c)
 }
+
+// write writes p to e's socket and returns how much it took (0 when it is full); false
+// means the write failed and the session has ended.
+func (l *loop) write(e *end, p []byte) (int, bool) {
+	n, err := sockWrite(e.fd, p)
+	switch {
+	case err == nil:
+		return n, true
+	case again(err):
+		return 0, true
+	}
+	l.finish(e.c, ending{side: e.side(), err: osErr("write", err)})
+	return 0, false
+}
+
+// again reports a non-blocking read or write that should just be retried later.
+func again(err error) bool { return errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) }
 
 func (l *loop) watch(e *end, events uint32) {
 	if events == e.events || e.c.closed {

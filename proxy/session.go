@@ -243,7 +243,7 @@ func (s *Session) pop(h jute.ReplyHeader, now time.Time) (f inflight, forward bo
 	}
 	e := &s.fifo[idx]
 	e.replied = true
-	e.held = s.held || e.start.Before(s.heldEnd)
+	e.held = s.waitedOnClient(e.start)
 	forward = !e.answered
 	e.answered = true
 	for s.owed < len(s.fifo) && s.fifo[s.owed].answered {
@@ -330,9 +330,6 @@ func (s *Session) drain() []inflight {
 func (s *Session) stalls(now time.Time, slow time.Duration, buf []inflight) []inflight {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.held {
-		return buf // waiting on its own client, not on the member
-	}
 	// The FIFO is in start order, so each sweep starts where the last one stopped.
 	for i := min(s.scanned, len(s.fifo)); i < len(s.fifo); i++ {
 		e := &s.fifo[i]
@@ -343,7 +340,7 @@ func (s *Session) stalls(now time.Time, slow time.Duration, buf []inflight) []in
 		if e.rejected || e.replied || e.reported || e.xid < 0 { // pings, auth, setWatches hold no permit
 			continue
 		}
-		if e.start.Before(s.heldEnd) { // it waited on the client while zkgate held replies back
+		if s.waitedOnClient(e.start) { // not on the member
 			continue
 		}
 		e.reported = true
@@ -361,6 +358,13 @@ func (s *Session) hold(on bool, now time.Time) {
 		s.heldEnd = now
 	}
 	s.held = on
+}
+
+// waitedOnClient reports a request started before zkgate last stopped holding the
+// session's replies back, or while it still does: its wait says nothing of the member.
+// The caller holds mu.
+func (s *Session) waitedOnClient(start time.Time) bool {
+	return s.held || start.Before(s.heldEnd)
 }
 
 // zxid is the last zxid the session saw.
