@@ -211,17 +211,19 @@ func NewStateCollector(ensembles []Ensemble) prometheus.Collector {
 		return prometheus.NewDesc(name, help, append([]string{"ensemble"}, labels...), nil)
 	}
 	return &stateCollector{ensembles: ensembles, descs: map[string]*prometheus.Desc{
-		"connections": d("zkgate_client_connections", "Open client connections."),
-		"sessions":    d("zkgate_sessions", "Established sessions, by member.", "member"),
-		"outstanding": d("zkgate_outstanding_requests", "Requests in flight to members."),
-		"in":          d("zkgate_received_bytes_total", "Bytes received from clients (frames relayed to members)."),
-		"out":         d("zkgate_sent_bytes_total", "Bytes sent to clients (frames relayed from members)."),
-		"up":          d("zkgate_member_up", "1 when the member answers its health probe.", "member"),
-		"serving":     d("zkgate_member_serving", "1 when the member serves clients.", "member"),
-		"role":        d("zkgate_member_role", "1 for the member's current role (leader, follower, observer, standalone, unknown).", "member", "role"),
-		"ejected":     d("zkgate_member_ejected", "1 while the member is ejected.", "member"),
-		"breaker":     d("zkgate_breaker_state", "1 for the ensemble breaker's current state.", "state"),
-		"quorum":      d("zkgate_ensemble_quorum", "1 when health sees a quorum with a leader."),
+		"connections":  d("zkgate_client_connections", "Open client connections."),
+		"sessions":     d("zkgate_sessions", "Established sessions, by member.", "member"),
+		"outstanding":  d("zkgate_outstanding_requests", "Requests in flight to members."),
+		"in":           d("zkgate_received_bytes_total", "Bytes received from clients (frames relayed to members)."),
+		"out":          d("zkgate_sent_bytes_total", "Bytes sent to clients (frames relayed from members)."),
+		"coalesced":    d("zkgate_relay_coalesce_waits_total", "Waits of the relay loops to gather frames under load (relay.coalesce)."),
+		"coalescedFor": d("zkgate_relay_coalesce_seconds_total", "Time the relay loops waited to gather frames under load."),
+		"up":           d("zkgate_member_up", "1 when the member answers its health probe.", "member"),
+		"serving":      d("zkgate_member_serving", "1 when the member serves clients.", "member"),
+		"role":         d("zkgate_member_role", "1 for the member's current role (leader, follower, observer, standalone, unknown).", "member", "role"),
+		"ejected":      d("zkgate_member_ejected", "1 while the member is ejected.", "member"),
+		"breaker":      d("zkgate_breaker_state", "1 for the ensemble breaker's current state.", "state"),
+		"quorum":       d("zkgate_ensemble_quorum", "1 when health sees a quorum with a leader."),
 	}}
 }
 
@@ -249,6 +251,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge("outstanding", float64(t.Outstanding), e.Name)
 		ch <- prometheus.MustNewConstMetric(c.descs["in"], prometheus.CounterValue, float64(t.BytesIn), e.Name)
 		ch <- prometheus.MustNewConstMetric(c.descs["out"], prometheus.CounterValue, float64(t.BytesOut), e.Name)
+		ch <- prometheus.MustNewConstMetric(c.descs["coalesced"], prometheus.CounterValue, float64(t.Coalesced), e.Name)
+		ch <- prometheus.MustNewConstMetric(c.descs["coalescedFor"], prometheus.CounterValue, t.CoalescedFor.Seconds(), e.Name)
 		perMember := map[string]int{}
 		for _, s := range e.Server.Sessions() {
 			perMember[s.Member]++

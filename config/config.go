@@ -44,6 +44,7 @@ type Ensemble struct {
 	Members  []string               `yaml:"members"`
 	Routing  string                 `yaml:"routing"`
 	Limits   Limits                 `yaml:"limits"`
+	Relay    Relay                  `yaml:"relay"`
 	Health   Health                 `yaml:"health"`
 	Breaker  breaker.Config         `yaml:"breaker"`
 	Ejection breaker.EjectionConfig `yaml:"ejection"`
@@ -56,6 +57,15 @@ type Limits struct {
 	MaxFrame                int           `yaml:"max_frame"`                  // largest frame payload, bytes
 	HandshakeTimeout        time.Duration `yaml:"handshake_timeout"`
 	DrainTimeout            time.Duration `yaml:"drain_timeout"`
+}
+
+// Relay tunes the relay loops.
+type Relay struct {
+	// Coalesce is the longest a relay loop waits before reading, once 8 or more requests
+	// are in flight on it, so that more frames travel per system call; 0 turns it off.
+	Coalesce time.Duration `yaml:"coalesce"`
+	// CoalesceShare bounds that wait to a share of the members' average reply latency.
+	CoalesceShare float64 `yaml:"coalesce_share"`
 }
 
 // Health is how members are probed.
@@ -86,6 +96,7 @@ func DefaultEnsemble() Ensemble {
 			HandshakeTimeout: 10 * time.Second,
 			DrainTimeout:     10 * time.Second,
 		},
+		Relay:    Relay{Coalesce: 2 * time.Millisecond, CoalesceShare: 0.125},
 		Health:   Health{Interval: 500 * time.Millisecond, Timeout: time.Second, Rise: 1, Fall: 2},
 		Breaker:  breaker.DefaultConfig(),
 		Ejection: breaker.DefaultEjectionConfig(),
@@ -223,6 +234,12 @@ func (f *File) Validate() error {
 		}
 		if e.Limits.HandshakeTimeout <= 0 || e.Limits.DrainTimeout <= 0 {
 			return bad("limits", "handshake_timeout and drain_timeout must be positive")
+		}
+		if e.Relay.Coalesce < 0 || e.Relay.Coalesce > 100*time.Millisecond {
+			return bad("relay.coalesce", "%v: want 0 (off) to 100ms", e.Relay.Coalesce)
+		}
+		if e.Relay.CoalesceShare <= 0 || e.Relay.CoalesceShare > 1 {
+			return bad("relay.coalesce_share", "%v: want more than 0, at most 1", e.Relay.CoalesceShare)
 		}
 		if e.Health.Interval <= 0 || e.Health.Timeout <= 0 || e.Health.Rise < 1 || e.Health.Fall < 1 {
 			return bad("health", "interval and timeout must be positive, rise and fall at least 1")

@@ -33,6 +33,7 @@ type conn struct {
 	closed   bool
 	lastRead time.Time
 	idle     time.Duration // a client silent this long is gone
+	sent     int           // requests sent to the member and not replied to (loop.flight counts them)
 	scratch  []inflight
 }
 
@@ -440,6 +441,8 @@ func (c *conn) fromClient(l *loop, data []byte, now time.Time) (used int, err er
 	defer func() {
 		if len(batch) > 0 {
 			c.sess.pushAll(batch)
+			c.sent += len(batch)
+			l.flight += len(batch)
 		}
 		clear(batch)
 		l.batch = batch[:0]
@@ -472,6 +475,8 @@ func (c *conn) fromClient(l *loop, data []byte, now time.Time) (used int, err er
 		}
 		if len(batch) > 0 { // the FIFO keeps the client's order
 			c.sess.pushAll(batch)
+			c.sent += len(batch)
+			l.flight += len(batch)
 			clear(batch)
 			batch = batch[:0]
 		}
@@ -580,7 +585,12 @@ func (c *conn) reply(l *loop, frame []byte, now time.Time) error {
 		if err != nil {
 			return protocolError{err}
 		}
+		c.sent--
+		l.flight--
 		latency := now.Sub(f.start)
+		if f.xid >= 0 && !f.held {
+			l.latency += (latency - l.latency) / 64 // a moving average over about 64 replies
+		}
 		memberLatency := latency
 		if f.held { // it waited on the client, not on the member
 			memberLatency = 0

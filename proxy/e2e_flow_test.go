@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 	"time"
 
@@ -136,5 +137,70 @@ func expectOK(t *testing.T, r *rawSession) {
 	hs, err := r.replies(1, 30*time.Second)
 	if err != nil || hs[0].Xid != r.xid || hs[0].Err != jute.ErrOK {
 		t.Fatalf("reply %+v, %v; want xid %d OK", hs, err, r.xid)
+	}
+}
+
+// TestCoalescingKeepsEveryReplyInOrder: under pipelined load the relay loop waits to
+// gather frames (relay.coalesce), and every session still gets every reply, in its own
+// order, with the data its own earlier write put there. With coalescing off the loop
+// never waits.
+func TestCoalescingKeepsEveryReplyInOrder(t *testing.T) {
+	ens := zktest.Require(t, shared)
+	for _, tc := range []struct {
+		name     string
+		coalesce time.Duration
+	}{{"on", 2 * time.Millisecond}, {"off", -1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Share 1: the wait may be as long as the replies take (at most 2 ms), so it
+			// starts as soon as requests queue, whatever this machine's speed.
+			g := startGate(t, ens, proxy.Config{Loops: 1, Coalesce: tc.coalesce, CoalesceShare: 1})
+			c, _ := connect(t, g.addr)
+			const sessions, pairs, rounds = 4, 48, 5
+			raws := make([]*rawSession, sessions)
+			for i := range raws {
+				raws[i] = dialRaw(t, g.addr)
+				path := fmt.Sprintf("/coalesce-%s-%d", tc.name, i)
+				if _, err := c.Create(path, nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Delete(path, -1) })
+			}
+			for round := range rounds {
+				xids := make([][]int32, sessions)
+				for i, r := range raws { // every session's requests in flight at once
+					path := fmt.Sprintf("/coalesce-%s-%d", tc.name, i)
+					var reqs []func(int32) []byte
+					for k := range pairs {
+						reqs = append(reqs, setData(path, fmt.Appendf(nil, "%d-%d-%d", i, round, k)), getData(path))
+					}
+					xids[i] = r.send(reqs...)
+				}
+				for i, r := range raws {
+					r.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+					for j, xid := range xids[i] {
+						frame, err := r.fr.Next()
+						if err != nil {
+							t.Fatalf("session %d reply %d: %v", i, j, err)
+						}
+						h, err := jute.ParseReplyHeader(frame[4:])
+						if err != nil || h.Xid != xid || h.Err != jute.ErrOK {
+							t.Fatalf("session %d reply %d: %+v %v, want xid %d OK", i, j, h, err, xid)
+						}
+						if j%2 == 1 {
+							var resp jute.GetDataResponse
+							want := fmt.Sprintf("%d-%d-%d", i, round, j/2)
+							if err := jute.Decode(frame[4+jute.ReplyHeaderLen:], &resp); err != nil || string(resp.Data) != want {
+								t.Fatalf("session %d reply %d: data %q %v, want %q (the write just before it)", i, j, resp.Data, err, want)
+							}
+						}
+					}
+				}
+			}
+			tot := g.srv.Totals()
+			t.Logf("coalesce %v: %d waits, %v in all, for %d replies", tc.coalesce, tot.Coalesced, tot.CoalescedFor, tot.Replies)
+			if on := tc.coalesce > 0; on != (tot.Coalesced > 0) {
+				t.Fatalf("coalesce %v: the loop waited %d times", tc.coalesce, tot.Coalesced)
+			}
+		})
 	}
 }

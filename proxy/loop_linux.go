@@ -47,6 +47,9 @@ type loop struct {
 	batch              []inflight
 	nextSweep          time.Time
 	gen                int32 // registrations, for end.gen
+	// for coalescing (window):
+	flight  int           // requests sent to members and not answered yet
+	latency time.Duration // moving average of the members' reply latency
 
 	sessions atomic.Int32 // placed here, for choosing a loop
 
@@ -78,12 +81,34 @@ const (
 	// read) cannot grow zkgate's memory without bound.
 	highWater   = 256 << 10
 	sweepPeriod = 100 * time.Millisecond
-	yieldEvery  = 8 * time.Millisecond
+	// coalesceFrom: fewer requests in flight on a loop than this leave little to gather,
+	// and a lone client's latency is left alone.
+	coalesceFrom  = 8
+	coalesceFloor = 200 * time.Microsecond
+	yieldEvery    = 8 * time.Millisecond
 	// edge: session sockets are edge-triggered (readable reads them empty), so epoll does
 	// not poll every socket it reported again at the next wait; a peer's shutdown is
 	// reported even while reads are paused.
 	edge = unix.EPOLLET | unix.EPOLLRDHUP
 )
+
+// window is how long the loop waits before its next epoll_wait, so that more frames
+// arrive per read and per write (zero: wait for events as they come). Coalescing costs
+// latency, so it only starts where requests already queue at the ensemble: with at least
+// coalesceFrom in flight on the loop, the wait is the configured share of their average
+// reply latency, at most Coalesce. Below coalesceFloor the extra wakeups cost more CPU
+// than the batching saves (BENCHMARKS.md).
+func (l *loop) window() time.Duration {
+	cfg := &l.srv.cfg
+	if cfg.Coalesce <= 0 || l.flight < coalesceFrom {
+		return 0
+	}
+	w := min(cfg.Coalesce, time.Duration(float64(l.latency)*cfg.CoalesceShare))
+	if w < coalesceFloor {
+		return 0
+	}
+	return w
+}
 
 func newLoop(s *Server) (*loop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -226,7 +251,22 @@ func (l *loop) wait() (int, error) {
 		runtime.Gosched()
 		l.yielded = l.now
 	}
-	n, err := unix.EpollWait(l.epfd, l.events, int(sweepPeriod/time.Millisecond))
+	if w := l.window(); w > 0 {
+		// Coalescing: sleep (holding the P, as epoll_wait does), then take everything
+		// that arrived meanwhile in one batch; block as usual only when nothing did.
+		ts := unix.NsecToTimespec(int64(w))
+		unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
+		l.srv.coalesced.Add(1)
+		l.srv.coalescedFor.Add(int64(w))
+		if n, err := l.epollWait(0); n > 0 || err != nil {
+			return n, err
+		}
+	}
+	return l.epollWait(int(sweepPeriod / time.Millisecond))
+}
+
+func (l *loop) epollWait(msec int) (int, error) {
+	n, err := unix.EpollWait(l.epfd, l.events, msec)
 	l.now = time.Now()
 	if errors.Is(err, unix.EINTR) {
 		return 0, nil
@@ -237,6 +277,11 @@ func (l *loop) wait() (int, error) {
 // parkWait is wait with a single P: when nothing is ready it parks the goroutine in Go's
 // poller until the epoll descriptor is readable (events are ready) or the sweep is due.
 func (l *loop) parkWait() (int, error) {
+	if w := l.window(); w > 0 {
+		time.Sleep(w) // the only P must stay free for the other goroutines
+		l.srv.coalesced.Add(1)
+		l.srv.coalescedFor.Add(int64(w))
+	}
 	n, err := unix.EpollWait(l.epfd, l.events, 0)
 	l.now = time.Now()
 	if n > 0 || err != nil && !errors.Is(err, unix.EINTR) {
@@ -533,6 +578,7 @@ func (l *loop) finish(c *conn, why ending) {
 		e.in, e.out = nil, nil
 	}
 	delete(l.conns, c)
+	l.flight -= c.sent
 	l.sessions.Add(-1)
 	c.ended(why, memberBroke, answered)
 }

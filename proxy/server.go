@@ -16,6 +16,12 @@ import (
 	"github.com/zkgate/zkgate/jute"
 )
 
+// Coalescing defaults (Config.Coalesce).
+const (
+	DefaultCoalesce      = 2 * time.Millisecond
+	DefaultCoalesceShare = 0.125
+)
+
 // Config is one ensemble's data-path settings. Zero values take the defaults.
 type Config struct {
 	Name             string        // ensemble name, for logs; default "default"
@@ -26,8 +32,15 @@ type Config struct {
 	MaxConnections   int           // per listener; 0 = unlimited
 	MaxPerClient     int           // per client IP address; 0 = unlimited
 	DrainTimeout     time.Duration // Shutdown waits this long for sessions to end; default 10s
-	// Loops is the number of relay event loops; default GOMAXPROCS.
+	// Loops is the number of relay event loops; default GOMAXPROCS-1, at least 1.
 	Loops int
+	// Coalesce is the longest a relay loop waits before reading, so that more frames
+	// travel per system call, once requests queue at the ensemble (8 or more in flight on
+	// the loop). The wait is also at most CoalesceShare of the members' average reply
+	// latency: it costs that much latency at most, where requests already wait far
+	// longer. Default 2ms; negative turns coalescing off.
+	Coalesce      time.Duration
+	CoalesceShare float64 // default 0.125
 }
 
 func (c Config) withDefaults() Config {
@@ -52,6 +65,12 @@ func (c Config) withDefaults() Config {
 	if c.Loops <= 0 {
 		c.Loops = max(1, runtime.GOMAXPROCS(0)-1)
 	}
+	if c.Coalesce == 0 {
+		c.Coalesce = DefaultCoalesce
+	}
+	if c.CoalesceShare <= 0 {
+		c.CoalesceShare = DefaultCoalesceShare
+	}
 	return c
 }
 
@@ -74,6 +93,8 @@ type Server struct {
 	loops []*loop       // relay event loops, started with the first Serve
 	lerr  error         // why the loops could not start
 	lstop sync.Once
+	// the loops' coalescing waits (Totals)
+	coalesced, coalescedFor atomic.Int64
 
 	mu        sync.Mutex // guards below
 	listeners map[net.Listener]struct{}
@@ -281,6 +302,9 @@ type Totals struct {
 	Connections                          int // open client connections, sessions or not
 	Sessions                             int // established sessions
 	Outstanding                          int // requests in flight to members
+	// Coalesced counts the relay loops' waits to gather frames, CoalescedFor their length.
+	Coalesced    uint64
+	CoalescedFor time.Duration
 }
 
 // Totals sums the live sessions and the ended ones.
@@ -288,6 +312,7 @@ func (s *Server) Totals() Totals {
 	s.mu.Lock()
 	t := s.retired
 	t.Connections = len(s.conns)
+	t.Coalesced, t.CoalescedFor = uint64(s.coalesced.Load()), time.Duration(s.coalescedFor.Load())
 	live := make([]*Session, 0, len(s.conns))
 	for cn := range s.conns {
 		if cn.sess != nil {

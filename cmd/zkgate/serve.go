@@ -49,6 +49,7 @@ func bindEnsembleFlags(f *pflag.FlagSet, e *config.Ensemble) {
 	f.IntVar(&e.Limits.MaxConnectionsPerClient, "max-connections-per-client", e.Limits.MaxConnectionsPerClient, "client connections per client IP (0 = no limit)")
 	f.DurationVar(&e.Limits.HandshakeTimeout, "handshake-timeout", e.Limits.HandshakeTimeout, "deadline from accept to ConnectResponse")
 	f.DurationVar(&e.Limits.DrainTimeout, "drain-timeout", e.Limits.DrainTimeout, "on SIGTERM, how long sessions may drain before they are closed")
+	f.DurationVar(&e.Relay.Coalesce, "coalesce", e.Relay.Coalesce, "under load, the longest a relay loop waits to gather frames per system call (0 = off)")
 	f.DurationVar(&e.Health.Interval, "health-interval", e.Health.Interval, "time between srvr probes of a member")
 	f.DurationVar(&e.Health.Timeout, "health-timeout", e.Health.Timeout, "deadline for one probe")
 	b := &e.Breaker
@@ -228,6 +229,7 @@ func serveConfig(ctx context.Context, f config.File, ready func(running)) error 
 			Name: e.Name, Policy: proxy.Policy(e.Routing), MaxFrame: e.Limits.MaxFrame,
 			HandshakeTimeout: e.Limits.HandshakeTimeout, DrainTimeout: e.Limits.DrainTimeout,
 			MaxConnections: e.Limits.MaxConnections, MaxPerClient: e.Limits.MaxConnectionsPerClient,
+			Coalesce: coalesce(e.Relay.Coalesce), CoalesceShare: e.Relay.CoalesceShare,
 		}, mon, log, proxy.WithBreaker(brk), proxy.WithEjector(breaker.NewEjector(e.Members, e.Ejection, elog)),
 			proxy.WithObserver(metrics.Observer(e.Name, brk)))
 		mon.Subscribe(srv.ApplyView)
@@ -274,4 +276,12 @@ func serveConfig(ctx context.Context, f config.File, ready func(running)) error 
 		}
 		return err
 	}
+}
+
+// coalesce maps the file's relay.coalesce (0 is off) to proxy.Config's (0 is the default).
+func coalesce(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -1,0 +1,36 @@
+//go:build linux
+
+package proxy
+
+import (
+	"testing"
+	"time"
+)
+
+// TestCoalesceWindow: how long a loop waits before reading, from its requests in flight
+// and their average reply latency.
+func TestCoalesceWindow(t *testing.T) {
+	const ms = time.Millisecond
+	for _, tc := range []struct {
+		name     string
+		coalesce time.Duration
+		share    float64
+		flight   int
+		latency  time.Duration
+		want     time.Duration
+	}{
+		{"defaults, queueing", 0, 0, 256, 8 * ms, 1 * ms},
+		{"capped", 0, 0, 256, 40 * ms, DefaultCoalesce},
+		{"a lone client is left alone", 0, 0, coalesceFrom - 1, 40 * ms, 0},
+		{"fast replies: too short to pay", 0, 0, 256, 1 * ms, 0},
+		{"no replies yet", 0, 0, 256, 0, 0},
+		{"off", -1, 0, 256, 40 * ms, 0},
+		{"share", 5 * ms, 0.25, 64, 16 * ms, 4 * ms},
+	} {
+		l := &loop{srv: &Server{cfg: Config{Coalesce: tc.coalesce, CoalesceShare: tc.share}.withDefaults()},
+			flight: tc.flight, latency: tc.latency}
+		if got := l.window(); got != tc.want {
+			t.Errorf("%s: window %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
