@@ -31,7 +31,7 @@ import (
 	"github.com/zkgate/zkgate/internal/zktest"
 )
 
-var zkgateProcs string
+var zkgateProcs, zkgateFlags string
 
 type scenario struct {
 	name        string
@@ -51,6 +51,7 @@ func main() {
 	idleFor := flag.Duration("idle-for", 30*time.Second, "idle time before the second RSS reading, and again before the third")
 	out := flag.String("out", "", "also write the report to this markdown file")
 	flag.StringVar(&zkgateProcs, "zkgate-gomaxprocs", "", "GOMAXPROCS for the zkgate process (default: Go's)")
+	flag.StringVar(&zkgateFlags, "zkgate-flags", "", "more flags for zkgate serve, e.g. \"--coalesce 0\"")
 	flag.Parse()
 
 	if err := run(*rounds, *duration, *mixFlag, *valueSize, *targetsFlag, *scenariosFlag, *gozk, *idle, *idleFor, *out); err != nil {
@@ -188,8 +189,12 @@ func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targ
 		}
 	}
 	fmt.Fprintf(&report, "\nPaired by round (median over rounds of each round's difference or ratio):\n\n%s", paired.String())
-	fmt.Fprintf(&report, "\nCommand: `go run ./bench -rounds %d -duration %v -scenarios %s -mix %s -value %d`\n",
-		rounds, duration, scenariosFlag, mixFlag, valueSize)
+	extra := ""
+	if zkgateFlags != "" {
+		extra = fmt.Sprintf(" -zkgate-flags %q", zkgateFlags)
+	}
+	fmt.Fprintf(&report, "\nCommand: `go run ./bench -rounds %d -duration %v -scenarios %s -mix %s -value %d%s`\n",
+		rounds, duration, scenariosFlag, mixFlag, valueSize, extra)
 	fmt.Print(report.String())
 	if out != "" {
 		return os.WriteFile(out, []byte(report.String()), 0o644)
@@ -278,8 +283,9 @@ func startZkgate(dir string, members []string) (*target, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "serve", "--name", "bench", "--listen", addr, "--ensemble", strings.Join(members, ","),
-		"--admin", "", "--log-level", "warn", "--log-format", "json")
+	args := []string{"serve", "--name", "bench", "--listen", addr, "--ensemble", strings.Join(members, ","),
+		"--admin", "", "--log-level", "warn", "--log-format", "json"}
+	cmd := exec.Command(bin, append(args, strings.Fields(zkgateFlags)...)...)
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if zkgateProcs != "" {

@@ -50,6 +50,7 @@ func bindEnsembleFlags(f *pflag.FlagSet, e *config.Ensemble) {
 	f.DurationVar(&e.Limits.HandshakeTimeout, "handshake-timeout", e.Limits.HandshakeTimeout, "deadline from accept to ConnectResponse")
 	f.DurationVar(&e.Limits.DrainTimeout, "drain-timeout", e.Limits.DrainTimeout, "on SIGTERM, how long sessions may drain before they are closed")
 	f.DurationVar(&e.Relay.Coalesce, "coalesce", e.Relay.Coalesce, "under load, the longest a relay loop waits to gather frames per system call (0 = off)")
+	f.Float64Var(&e.Relay.CoalesceShare, "coalesce-share", e.Relay.CoalesceShare, "and at most this share of the members' average reply latency")
 	f.DurationVar(&e.Health.Interval, "health-interval", e.Health.Interval, "time between srvr probes of a member")
 	f.DurationVar(&e.Health.Timeout, "health-timeout", e.Health.Timeout, "deadline for one probe")
 	b := &e.Breaker
