@@ -22,7 +22,7 @@ func TestExampleLoads(t *testing.T) {
 	main, batch := f.Ensembles[0], f.Ensembles[1]
 	want := DefaultEnsemble()
 	want.Name, want.Listen, want.Members = "main", "127.0.0.1:2181", main.Members
-	if main.Breaker != want.Breaker || main.Ejection != want.Ejection || main.Health != want.Health || main.Limits != want.Limits {
+	if main.Breaker != want.Breaker || main.Ejection != want.Ejection || main.Health != want.Health || main.Limits != want.Limits || main.Relay != want.Relay {
 		t.Errorf("the example's values differ from the defaults it documents:\n%+v\n%+v", main, want)
 	}
 	if batch.Breaker.RejectCode != breaker.RejectCode(jute.ErrThrottledOp) || batch.Breaker.Window != 10*time.Second || batch.Routing != "least-connections" {
@@ -50,6 +50,8 @@ func TestErrors(t *testing.T) {
 		{"bad routing", base + "    routing: random\n", `zk.yaml:5: ensembles[0].routing: "random"`},
 		{"public admin", "admin:\n  listen: 0.0.0.0:9181\n" + base, "admin.listen: 0.0.0.0:9181 is not a loopback address"},
 		{"not yaml", "ensembles: [\n", "zk.yaml:"},
+		{"coalesce too long", base + "    relay:\n      coalesce: 1s\n", "zk.yaml:6: ensembles[0].relay.coalesce: 1s: want 0 (off) to 100ms"},
+		{"coalesce share 0", base + "    relay:\n      coalesce_share: 0\n", "zk.yaml:6: ensembles[0].relay.coalesce_share: 0: want more than 0"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := Parse("zk.yaml", []byte(c.yaml))

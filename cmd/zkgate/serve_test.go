@@ -172,6 +172,8 @@ func TestServeOperability(t *testing.T) {
 		`zkgate_member_ejected{ensemble="ops",member=`,
 		`zkgate_received_bytes_total{ensemble="ops"}`,
 		`zkgate_sent_bytes_total{ensemble="ops"}`,
+		`zkgate_relay_coalesce_waits_total{ensemble="ops"}`,
+		`zkgate_relay_coalesce_seconds_total{ensemble="ops"}`,
 		`zkgate_decode_errors_total{ensemble="ops"} 0`,
 		`zkgate_build_info{`,
 	} {
@@ -367,6 +369,18 @@ func TestDemoStartsAndStops(t *testing.T) {
 		if conn, err := net.DialTimeout("tcp", m, time.Second); err == nil {
 			conn.Close()
 			t.Errorf("member %s still listening after the demo stopped", m)
+		}
+	}
+}
+
+// TestCoalesceOff: relay.coalesce 0 in the file (or --coalesce 0) turns coalescing off;
+// proxy.Config reads 0 as "the default", so it must not get a 0.
+func TestCoalesceOff(t *testing.T) {
+	for _, tc := range []struct{ file, want time.Duration }{
+		{0, -1}, {2 * time.Millisecond, 2 * time.Millisecond}, {5 * time.Millisecond, 5 * time.Millisecond},
+	} {
+		if got := coalesce(tc.file); got != tc.want {
+			t.Errorf("relay.coalesce %v: proxy.Config.Coalesce %v, want %v", tc.file, got, tc.want)
 		}
 	}
 }
