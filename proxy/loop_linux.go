@@ -82,7 +82,7 @@ const (
 	highWater   = 256 << 10
 	sweepPeriod = 100 * time.Millisecond
 	// coalesceFrom: fewer requests in flight on a loop than this leave little to gather,
-	// and a lone client's latency is left alone.
+	// and one sequential client's latency is left alone.
 	coalesceFrom  = 8
 	coalesceFloor = 200 * time.Microsecond
 	yieldEvery    = 8 * time.Millisecond

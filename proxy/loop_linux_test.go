@@ -21,7 +21,7 @@ func TestCoalesceWindow(t *testing.T) {
 	}{
 		{"defaults, queueing", 0, 0, 256, 8 * ms, 1 * ms},
 		{"capped", 0, 0, 256, 40 * ms, DefaultCoalesce},
-		{"a lone client is left alone", 0, 0, coalesceFrom - 1, 40 * ms, 0},
+		{"light traffic is left alone", 0, 0, coalesceFrom - 1, 40 * ms, 0},
 		{"fast replies: too short to pay", 0, 0, 256, 1 * ms, 0},
 		{"no replies yet", 0, 0, 256, 0, 0},
 		{"off", -1, 0, 256, 40 * ms, 0},
