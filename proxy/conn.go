@@ -438,15 +438,7 @@ func describeRead(err error) error {
 // it); the frames of one read enter the FIFO together and share one arrival time.
 func (c *conn) fromClient(l *loop, data []byte, now time.Time) (used int, err error) {
 	batch := l.batch[:0]
-	defer func() {
-		if len(batch) > 0 {
-			c.sess.pushAll(batch)
-			c.sent += len(batch)
-			l.flight += len(batch)
-		}
-		clear(batch)
-		l.batch = batch[:0]
-	}()
+	defer func() { l.batch = c.enqueue(l, batch) }()
 	for {
 		frame, _, err := jute.NextFrame(data[used:], c.srv.cfg.MaxFrame)
 		if err != nil {
@@ -473,15 +465,21 @@ func (c *conn) fromClient(l *loop, data []byte, now time.Time) (used int, err er
 			l.toMember = append(l.toMember, frame...)
 			continue
 		}
-		if len(batch) > 0 { // the FIFO keeps the client's order
-			c.sess.pushAll(batch)
-			c.sent += len(batch)
-			l.flight += len(batch)
-			clear(batch)
-			batch = batch[:0]
-		}
+		batch = c.enqueue(l, batch) // the FIFO keeps the client's order
 		c.reject(l, f)
 	}
+}
+
+// enqueue records requests sent to the member in the session's FIFO and in the in-flight
+// counts (coalescing reads them), and returns the batch emptied for reuse.
+func (c *conn) enqueue(l *loop, batch []inflight) []inflight {
+	if len(batch) > 0 {
+		c.sess.pushAll(batch)
+		c.sent += len(batch)
+		l.flight += len(batch)
+	}
+	clear(batch)
+	return batch[:0]
 }
 
 // note builds the FIFO entry for a request, decoding the body only where the session

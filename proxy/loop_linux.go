@@ -252,17 +252,27 @@ func (l *loop) wait() (int, error) {
 		l.yielded = l.now
 	}
 	if w := l.window(); w > 0 {
-		// Coalescing: sleep (holding the P, as epoll_wait does), then take everything
-		// that arrived meanwhile in one batch; block as usual only when nothing did.
-		ts := unix.NsecToTimespec(int64(w))
-		unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
-		l.srv.coalesced.Add(1)
-		l.srv.coalescedFor.Add(int64(w))
+		// Coalescing: take everything that arrives meanwhile in one batch; block as
+		// usual only when nothing did.
+		l.doze(w)
 		if n, err := l.epollWait(0); n > 0 || err != nil {
 			return n, err
 		}
 	}
 	return l.epollWait(int(sweepPeriod / time.Millisecond))
+}
+
+// doze is the coalescing wait: a nanosleep that holds the P, as epoll_wait does, or with
+// a single P (park mode) a time.Sleep that leaves it to the other goroutines.
+func (l *loop) doze(w time.Duration) {
+	if l.park != nil {
+		time.Sleep(w)
+	} else {
+		ts := unix.NsecToTimespec(int64(w))
+		unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
+	}
+	l.srv.coalesced.Add(1)
+	l.srv.coalescedFor.Add(int64(w))
 }
 
 func (l *loop) epollWait(msec int) (int, error) {
@@ -278,9 +288,7 @@ func (l *loop) epollWait(msec int) (int, error) {
 // poller until the epoll descriptor is readable (events are ready) or the sweep is due.
 func (l *loop) parkWait() (int, error) {
 	if w := l.window(); w > 0 {
-		time.Sleep(w) // the only P must stay free for the other goroutines
-		l.srv.coalesced.Add(1)
-		l.srv.coalescedFor.Add(int64(w))
+		l.doze(w)
 	}
 	n, err := unix.EpollWait(l.epfd, l.events, 0)
 	l.now = time.Now()

@@ -20,6 +20,7 @@ import (
 	"github.com/zkgate/zkgate/admin"
 	"github.com/zkgate/zkgate/config"
 	"github.com/zkgate/zkgate/internal/zktest"
+	"github.com/zkgate/zkgate/proxy"
 )
 
 func TestServeConfigErrors(t *testing.T) {
@@ -382,5 +383,9 @@ func TestCoalesceOff(t *testing.T) {
 		if got := coalesce(tc.file); got != tc.want {
 			t.Errorf("relay.coalesce %v: proxy.Config.Coalesce %v, want %v", tc.file, got, tc.want)
 		}
+	}
+	// config keeps its own copy of the defaults (it does not import proxy): they must agree.
+	if r := config.DefaultEnsemble().Relay; r.Coalesce != proxy.DefaultCoalesce || r.CoalesceShare != proxy.DefaultCoalesceShare {
+		t.Errorf("config's relay defaults %+v are not proxy's (%v, %v)", r, proxy.DefaultCoalesce, proxy.DefaultCoalesceShare)
 	}
 }
