@@ -32,6 +32,8 @@ type Metrics struct {
 	stalled     *prometheus.CounterVec
 	connFails   *prometheus.CounterVec
 	transitions *prometheus.CounterVec
+	moves       *prometheus.CounterVec
+	moveTime    *prometheus.HistogramVec
 }
 
 // NewMetrics registers zkgate's metrics, build_info included, on reg.
@@ -65,12 +67,18 @@ func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 			Help: "Member connects that failed or closed without a ConnectResponse."}, []string{"ensemble", "member"}),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkgate_breaker_transitions_total",
 			Help: "Ensemble breaker state changes."}, []string{"ensemble", "from", "to"}),
+		moves: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkgate_session_moves_total",
+			Help: "Sessions whose member was lost, by outcome: moved, or closed-<reason> when the client was closed instead."},
+			[]string{"ensemble", "outcome"}),
+		moveTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "zkgate_session_move_duration_seconds",
+			Help:    "Time from losing a session's member to the session serving on another (outcome moved) or its client closed.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"ensemble", "outcome"}),
 	}
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "zkgate_build_info",
 		Help: "zkgate's version and the Go version it was built with; always 1."}, []string{"version", "goversion"})
 	build.WithLabelValues(version, runtime.Version()).Set(1)
 	reg.MustRegister(m.requests, m.responses, m.errors, m.latency, m.events, m.decode, m.refused, m.rejected,
-		m.lost, m.stalled, m.connFails, m.transitions, build)
+		m.lost, m.stalled, m.connFails, m.transitions, m.moves, m.moveTime, build)
 	return m
 }
 
@@ -182,6 +190,12 @@ func (o *Observer) Lost(member string, n int) {
 // ConnectFailed implements proxy.Observer.
 func (o *Observer) ConnectFailed(member string, _ error) {
 	o.m.connFails.WithLabelValues(o.ensemble, member).Inc()
+}
+
+// Moved implements proxy.Observer.
+func (o *Observer) Moved(_, _ string, outcome string, d time.Duration) {
+	o.m.moves.WithLabelValues(o.ensemble, outcome).Inc()
+	o.m.moveTime.WithLabelValues(o.ensemble, outcome).Observe(d.Seconds())
 }
 
 // Refused implements proxy.Observer.

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench compares zkgate with direct access to the members and with HAProxy in
 // TCP mode, on a real 3-member ensemble it starts itself.
 //

@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"fmt"
 	"context"
 	"encoding/binary"
 	"io"
@@ -27,7 +28,10 @@ func memberOf(t *testing.T, g *gate, session int64) string {
 	return ""
 }
 
-func TestMemberKilledSessionSurvives(t *testing.T) {
+// A write in flight cannot be sent again (it may have been applied): when its member is
+// lost, zkgate closes the client instead of moving the session, and the client reconnects
+// through zkgate to its session, ephemeral intact.
+func TestWriteInFlightClosesThenReconnects(t *testing.T) {
 	ens := zktest.Start(t, zktest.Config{Members: 3})
 	g := startGate(t, ens, proxy.Config{})
 	c, events := connect(t, g.addr)
@@ -35,64 +39,25 @@ func TestMemberKilledSessionSurvives(t *testing.T) {
 	if _, err := c.Create("/survivor", nil, zk.FlagEphemeral, acl); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Create("/watched", []byte("a"), 0, acl); err != nil {
-		t.Fatal(err)
-	}
-	_, _, watch, err := c.GetW("/watched")
-	if err != nil {
-		t.Fatal(err)
-	}
 	sid := c.SessionID()
-	member := memberOf(t, g, sid)
-	for _, m := range ens.Members() {
-		if m.ClientAddr == member {
-			m.Kill()
-		}
+	victim := memberAt(t, ens, memberOf(t, g, sid))
+	if err := victim.Pause(); err != nil {
+		t.Fatal(err)
 	}
-	// The client notices the loss, reconnects through zkgate and gets its session back.
-	var lost time.Time
-	deadline := time.After(30 * time.Second)
-	for {
-		select {
-		case e := <-events:
-			if e.State == zk.StateDisconnected && lost.IsZero() {
-				lost = time.Now()
-			}
-			if e.State == zk.StateExpired {
-				t.Fatal("session expired")
-			}
-		case <-deadline:
-			t.Fatal("client never reconnected")
-		}
-		if !lost.IsZero() && c.State() == zk.StateHasSession {
-			break
-		}
-	}
-	took := time.Since(lost)
-	t.Logf("reconnected through zkgate %v after noticing the loss", took)
-	if took > 5*time.Second { // the target is 2s (logged above); the bound here only catches a hang
-		t.Errorf("reconnect took %v, want about 1s", took)
-	}
+	t.Cleanup(func() { victim.Resume() })
+	written := make(chan error, 1)
+	go func() { _, err := c.Set("/survivor", []byte("x"), -1); written <- err }()
+	waitEvent(t, events, zk.StateDisconnected, 10*time.Second)
+	waitEvent(t, events, zk.StateHasSession, 10*time.Second)
 	if c.SessionID() != sid {
 		t.Fatalf("session changed: 0x%x -> 0x%x", sid, c.SessionID())
 	}
-	if m := memberOf(t, g, sid); m == member {
-		t.Fatalf("session back on the killed member %s", m)
+	g.waitLog(t, 5*time.Second, "session could not move", "a setData was in flight", fmt.Sprintf("0x%x", sid))
+	if err := <-written; err == nil {
+		t.Log("the write was answered before the close")
 	}
-	other, _ := connect(t, g.addr)
-	if ok, st, err := other.Exists("/survivor"); err != nil || !ok || st.EphemeralOwner != sid {
-		t.Fatalf("ephemeral after the move: %v %+v %v", ok, st, err)
-	}
-	if _, err := other.Set("/watched", []byte("b"), -1); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case ev := <-watch:
-		if ev.Type != zk.EventNodeDataChanged {
-			t.Fatalf("watch event %+v", ev)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the watch set before the kill did not fire after the move")
+	if ok, st, err := c.Exists("/survivor"); err != nil || !ok || st.EphemeralOwner != sid {
+		t.Fatalf("ephemeral after the reconnect: %v %+v %v", ok, st, err)
 	}
 }
 

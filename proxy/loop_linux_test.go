@@ -28,7 +28,7 @@ func TestCoalesceWindow(t *testing.T) {
 		{"share", 5 * ms, 0.25, 64, 16 * ms, 4 * ms},
 	} {
 		l := &loop{srv: &Server{cfg: Config{Coalesce: tc.coalesce, CoalesceShare: tc.share}.withDefaults()},
-			flight: tc.flight, latency: tc.latency}
+			o: out{flight: tc.flight, latency: tc.latency}}
 		if got := l.window(); got != tc.want {
 			t.Errorf("%s: window %v, want %v", tc.name, got, tc.want)
 		}

@@ -27,6 +27,10 @@ type Observer interface {
 	Lost(member string, inFlight int)
 	// ConnectFailed: member refused or dropped a handshake.
 	ConnectFailed(member string, err error)
+	// Moved: a session on member from was moved (outcome MovedOK, to the member to) or
+	// could not be and its client was closed (outcome one of the Move* constants), d
+	// after the member was lost.
+	Moved(from, to, outcome string, d time.Duration)
 	// Refused: a new client was turned away before reaching a member; reason is short
 	// and fixed ("breaker", "no-member", "limit", "handshake").
 	Refused(reason string)
@@ -44,3 +48,4 @@ func (nopObserver) Rejected(jute.OpCode, jute.ErrCode)                     {}
 func (nopObserver) Lost(string, int)                                       {}
 func (nopObserver) ConnectFailed(string, error)                            {}
 func (nopObserver) Refused(string)                                         {}
+func (nopObserver) Moved(string, string, string, time.Duration)            {}

@@ -22,6 +22,12 @@ const (
 	DefaultCoalesceShare = 0.125
 )
 
+// Relay drivers (Config.Driver).
+const (
+	DriverEpoll      = "epoll"      // Linux: event loops, no goroutine per session
+	DriverGoroutines = "goroutines" // two goroutines per session; every OS
+)
+
 // Config is one ensemble's data-path settings. Zero values take the defaults.
 type Config struct {
 	Name             string        // ensemble name, for logs; default "default"
@@ -32,6 +38,13 @@ type Config struct {
 	MaxConnections   int           // per listener; 0 = unlimited
 	MaxPerClient     int           // per client IP address; 0 = unlimited
 	DrainTimeout     time.Duration // Shutdown waits this long for sessions to end; default 10s
+	// MoveTimeout bounds a session's move to another member when its member is lost;
+	// past it the client is closed (and reconnects through zkgate). Default a third of
+	// the session's negotiated timeout.
+	MoveTimeout time.Duration
+	// Driver runs placed sessions: DriverEpoll (the default on Linux) or
+	// DriverGoroutines (the default, and the only one, elsewhere).
+	Driver string
 	// Loops is the number of relay event loops; default GOMAXPROCS-1, at least 1.
 	Loops int
 	// Coalesce is the longest a relay loop waits before reading, so that more frames
@@ -62,6 +75,12 @@ func (c Config) withDefaults() Config {
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 10 * time.Second
 	}
+	if c.Driver == "" || !epollBuilt {
+		c.Driver = DriverGoroutines
+		if epollBuilt {
+			c.Driver = DriverEpoll
+		}
+	}
 	if c.Loops <= 0 {
 		c.Loops = max(1, runtime.GOMAXPROCS(0)-1)
 	}
@@ -79,20 +98,22 @@ type ViewSource interface{ View() *health.View }
 
 // Server serves one ensemble's clients.
 type Server struct {
-	cfg   Config
-	views ViewSource
-	obs   Observer
-	brk   *breaker.Ensemble
-	ej    *breaker.Ejector
-	log   zerolog.Logger
-	rlog  zerolog.Logger // sampled: refusals during a retry storm
-	rr    atomic.Uint64
-	maint sync.Once
-	stop  chan struct{}
-	kick  chan struct{} // the breaker opened: answer what sessions are owed now
-	loops []*loop       // relay event loops, started with the first Serve
-	lerr  error         // why the loops could not start
-	lstop sync.Once
+	cfg    Config
+	views  ViewSource
+	obs    Observer
+	brk    *breaker.Ensemble
+	ej     *breaker.Ejector
+	log    zerolog.Logger
+	rlog   zerolog.Logger // sampled: refusals during a retry storm
+	rr     atomic.Uint64
+	maint  sync.Once
+	stop   chan struct{}
+	ctx    context.Context // ends with Close: moves under way give up
+	cancel context.CancelFunc
+	kick   chan struct{} // the breaker opened: answer what sessions are owed now
+	loops  []*loop       // relay event loops, started with the first Serve
+	lerr   error         // why the loops could not start
+	lstop  sync.Once
 	// the loops' coalescing waits (Totals)
 	coalesced, coalescedFor atomic.Int64
 
@@ -103,7 +124,7 @@ type Server struct {
 	perClient map[string]int // open connections by client IP
 	closing   bool
 
-	wg      sync.WaitGroup // accept loops and connections
+	wg      sync.WaitGroup // accept loops, connections and moves
 	retired Totals         // what ended sessions did; under mu
 	started time.Time
 }
@@ -129,6 +150,7 @@ func NewServer(cfg Config, views ViewSource, log zerolog.Logger, opts ...Option)
 		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}, perMember: map[string]int{}, perClient: map[string]int{},
 		started: time.Now(), stop: make(chan struct{}), kick: make(chan struct{}, 1),
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.rlog = s.log.Sample(&zerolog.BurstSampler{Burst: 20, Period: time.Second})
 	for _, o := range opts {
 		o(s)
@@ -174,24 +196,13 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.listeners[ln] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
-	s.maint.Do(func() {
-		for range s.cfg.Loops {
-			l, err := newLoop(s)
-			if err != nil {
-				s.lerr = fmt.Errorf("proxy: starting relay loops: %w", err)
-				break
-			}
-			s.loops = append(s.loops, l)
-		}
-		s.wg.Add(1)
-		go s.maintain()
-	})
+	s.maint.Do(s.start)
 	defer s.wg.Done()
 	if s.lerr != nil {
 		ln.Close()
 		return s.lerr
 	}
-	s.log.Info().Str("listen", ln.Addr().String()).Msg("accepting clients")
+	s.log.Info().Str("listen", ln.Addr().String()).Str("driver", s.cfg.Driver).Msg("accepting clients")
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()
@@ -202,20 +213,38 @@ func (s *Server) Serve(ln net.Listener) error {
 			if closing {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Warn().Err(err).Dur("retry_in", delay).Msg("accept failed")
-				time.Sleep(delay)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return err // closed by its owner, not by zkgate: nothing more will come
 			}
-			return err
-		}
-		delay = 0
-		if !s.track(c) {
+			// Out of descriptors or buffers, an aborted connection, a timeout: back off and
+			// keep serving the sessions zkgate has.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.rlog.Warn().Err(err).Dur("retry_in", delay).Msg("accept failed")
+			select {
+			case <-time.After(delay):
+			case <-s.stop:
+			}
 			continue
 		}
+		delay = 0
+		s.track(c)
 	}
+}
+
+// start starts the relay loops (with the epoll driver) and the maintenance goroutine.
+func (s *Server) start() {
+	if s.cfg.Driver == DriverEpoll {
+		for range s.cfg.Loops {
+			l, err := newLoop(s)
+			if err != nil {
+				s.lerr = fmt.Errorf("proxy: starting relay loops: %w", err)
+				break
+			}
+			s.loops = append(s.loops, l)
+		}
+	}
+	s.wg.Add(1)
+	go s.maintain()
 }
 
 // track starts a connection's goroutine unless the server is closing or full.
@@ -247,129 +276,23 @@ func (s *Server) track(c net.Conn) bool {
 	return true
 }
 
-// untrack removes a connection; an ended session's counts move to the totals under the
-// same lock, so nothing is counted twice or lost.
-func (s *Server) untrack(cn *conn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.conns, cn)
-	if s.perClient[cn.ip]--; s.perClient[cn.ip] <= 0 {
-		delete(s.perClient, cn.ip)
+// drive gives a placed session to its driver.
+func (s *Server) drive(c *conn, server net.Conn, early []byte) {
+	if len(s.loops) > 0 {
+		s.adoptLoop(c, server, early)
+		return
 	}
-	if cn.member != "" {
-		s.perMember[cn.member]--
-	}
-	if cn.sess != nil {
-		i := cn.sess.Info()
-		s.retired.Requests += i.Requests
-		s.retired.Replies += i.Replies
-		s.retired.BytesIn += i.BytesIn
-		s.retired.BytesOut += i.BytesOut
-		s.retired.Latency.merge(i.Latency)
-	}
+	s.adoptGoroutines(c, server, early)
 }
 
-func clientIP(c net.Conn) string {
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		return a.IP.String()
-	}
-	host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-	return host
-}
-
-// sessionsPerMember copies the per-member session counts for routing.
-func (s *Server) sessionsPerMember() map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m := make(map[string]int, len(s.perMember))
-	for k, v := range s.perMember {
-		m[k] = v
-	}
-	return m
-}
-
-func (s *Server) attach(cn *conn, sess *Session) {
-	s.mu.Lock()
-	cn.member, cn.sess = sess.Member, sess
-	s.perMember[sess.Member]++
-	s.mu.Unlock()
-}
-
-// Totals counts a server's traffic since it started.
-type Totals struct {
-	Requests, Replies, BytesIn, BytesOut uint64
-	Latency                              latencyStats
-	Connections                          int // open client connections, sessions or not
-	Sessions                             int // established sessions
-	Outstanding                          int // requests in flight to members
-	// Coalesced counts the relay loops' waits to gather frames, CoalescedFor their length.
-	Coalesced    uint64
-	CoalescedFor time.Duration
-}
-
-// Totals sums the live sessions and the ended ones.
-func (s *Server) Totals() Totals {
-	s.mu.Lock()
-	t := s.retired
-	t.Connections = len(s.conns)
-	t.Coalesced, t.CoalescedFor = uint64(s.coalesced.Load()), time.Duration(s.coalescedFor.Load())
-	live := make([]*Session, 0, len(s.conns))
-	for cn := range s.conns {
-		if cn.sess != nil {
-			live = append(live, cn.sess)
-		}
-	}
-	s.mu.Unlock()
-	for _, sess := range live {
-		i := sess.Info()
-		t.Requests += i.Requests
-		t.Replies += i.Replies
-		t.BytesIn += i.BytesIn
-		t.BytesOut += i.BytesOut
-		t.Outstanding += i.InFlight
-		t.Latency.merge(i.Latency)
-		t.Sessions++
-	}
-	return t
-}
-
-// Sessions returns a snapshot of every established session.
-func (s *Server) Sessions() []SessionInfo {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]SessionInfo, 0, len(s.conns))
-	for cn := range s.conns {
-		if cn.sess != nil {
-			out = append(out, cn.sess.Info())
-		}
-	}
-	return out
-}
-
-// CanServe reports whether a new session could be placed now: the ensemble has a quorum,
-// some member serves and is not ejected, and the breaker is not open. ruok and /readyz
-// answer from it.
-func (s *Server) CanServe() bool {
-	v := s.views.View()
-	return v.Quorum && s.brk.State() != breaker.Open &&
-		len(Route(RouteInput{View: v, Policy: Any, Excluded: s.ej.Excluded()})) > 0
-}
-
-// CloseMember closes the client connections of every session on member, so those
-// clients reconnect through zkgate to another member (ejection, member down).
-func (s *Server) CloseMember(member, reason string) int {
-	s.mu.Lock()
-	var victims []*conn
-	for cn := range s.conns {
-		if cn.member == member {
-			victims = append(victims, cn)
-		}
-	}
-	s.mu.Unlock()
-	for _, cn := range victims {
-		cn.abort(reason)
-	}
-	return len(victims)
+// goMove runs a move's dial on its own goroutine, which the server waits for, and
+// hands the result to deliver.
+func (s *Server) goMove(order *moveOrder, deliver func(moveResult)) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		deliver(s.redial(s.ctx, order))
+	}()
 }
 
 // Close stops accepting and closes every connection at once, then waits for their
@@ -383,13 +306,8 @@ func (s *Server) Close() error {
 		close(s.stop)
 	}
 	s.mu.Unlock()
-	s.mu.Lock()
-	conns := make([]*conn, 0, len(s.conns))
-	for cn := range s.conns {
-		conns = append(conns, cn)
-	}
-	s.mu.Unlock()
-	for _, cn := range conns {
+	s.cancel()
+	for _, cn := range s.connList(false) {
 		cn.abort("zkgate shutting down")
 	}
 	s.wg.Wait()
@@ -399,18 +317,6 @@ func (s *Server) Close() error {
 		}
 	})
 	return nil
-}
-
-// pickLoop chooses the relay loop with the fewest sessions for a new one.
-func (s *Server) pickLoop() *loop {
-	best := s.loops[0]
-	for _, l := range s.loops[1:] {
-		if l.sessions.Load() < best.sessions.Load() {
-			best = l
-		}
-	}
-	best.sessions.Add(1)
-	return best
 }
 
 // Shutdown stops accepting, lets sessions end on their own until ctx is done or the
@@ -446,113 +352,5 @@ func (s *Server) stopAccepting() {
 	s.mu.Unlock()
 	for ln := range lns {
 		ln.Close()
-	}
-}
-
-// ApplyView feeds a health view to the breaker and the ejector, and moves sessions off
-// members that stopped serving: their client sockets are closed so the clients reconnect
-// through zkgate and land on a serving member. Subscribe it to the health monitor.
-func (s *Server) ApplyView(v health.View) {
-	ok, why := verdict(&v)
-	s.brk.ObserveHealth(ok, why)
-	now := time.Now()
-	for _, m := range v.Members {
-		down := m.Status == health.StatusDown
-		reason := m.LastError
-		if reason == "" {
-			reason = m.Status.String()
-		}
-		for _, c := range s.ej.ObserveHealth(m.Address, down, reason, now) {
-			s.applyEjection(c)
-		}
-		if m.Status == health.StatusDown || m.Status == health.StatusNotServing {
-			if n := s.CloseMember(m.Address, "member "+m.Status.String()); n > 0 {
-				s.log.Info().Str("member", m.Address).Str("status", m.Status.String()).Int("sessions", n).Msg("moved sessions off member")
-			}
-		}
-	}
-}
-
-// verdict is health's word for the ensemble breaker: without a quorum with a leader, or
-// without a member serving, nothing can work.
-func verdict(v *health.View) (bool, string) {
-	serving, voters := 0, 0
-	for _, m := range v.Members {
-		if m.Mode != "observer" {
-			voters++
-		}
-		if m.Status == health.StatusServing {
-			serving++
-		}
-	}
-	switch {
-	case v.Leader == "":
-		return false, fmt.Sprintf("no leader (%d of %d members serving)", serving, len(v.Members))
-	case !v.Quorum:
-		return false, fmt.Sprintf("no quorum (%d of %d voters serving)", serving, voters)
-	case serving == 0:
-		return false, "no member serving"
-	}
-	return true, fmt.Sprintf("quorum with leader %s, %d of %d members serving", v.Leader, serving, len(v.Members))
-}
-
-func (s *Server) applyEjection(c breaker.Change) {
-	if !c.Ejected {
-		return
-	}
-	if n := s.CloseMember(c.Member, "member ejected: "+c.Reason); n > 0 {
-		s.log.Info().Str("member", c.Member).Int("sessions", n).Msg("moved sessions off ejected member")
-	}
-}
-
-// maintain runs the periodic work: requests stalled past the slow-call threshold are
-// reported as slow without waiting for their replies (a hung member sends none), the
-// breaker moves to half-open when due, and the ejector decides.
-func (s *Server) maintain() {
-	defer s.wg.Done()
-	every := min(max(s.brk.SlowCall()/5, 20*time.Millisecond), 250*time.Millisecond)
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-s.kick:
-			s.sweepStalls(time.Now())
-		case now := <-tick.C:
-			s.sweepStalls(now)
-			s.brk.Refresh()
-			for _, c := range s.ej.Evaluate(now) {
-				s.applyEjection(c)
-			}
-		}
-	}
-}
-
-func (s *Server) sweepStalls(now time.Time) {
-	s.mu.Lock()
-	conns := make([]*conn, 0, len(s.conns))
-	for cn := range s.conns {
-		if cn.sess != nil {
-			conns = append(conns, cn)
-		}
-	}
-	s.mu.Unlock()
-	slow := s.brk.SlowCall()
-	open := s.brk.State() == breaker.Open
-	var stalled []inflight
-	for _, cn := range conns {
-		stalled = cn.sess.stalls(now, slow, stalled[:0])
-		for _, f := range stalled {
-			age := now.Sub(f.start)
-			if f.permit {
-				s.brk.Release(0, age, false)
-			}
-			s.ej.Stalled(cn.member, age)
-			s.obs.Stalled(cn.member, f.op, age)
-		}
-		if open {
-			cn.answerOpen()
-		}
 	}
 }

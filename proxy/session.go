@@ -22,7 +22,11 @@ type inflight struct {
 	op       jute.OpCode
 	start    time.Time
 	watch    watchKind // registered when the reply succeeds
-	path     string    // only for watch registrations
+	path     string    // only for watch registrations and removals
+	kind     int32     // removeWatches: its watcher type + 1, applied when the reply succeeds
+	frame    []byte    // the request as sent, until push keeps it (repeatable requests only)
+	kept     int64     // where push kept frame, in Session.keep's running offsets
+	keptLen  int32     // 0: nothing kept (the request is not repeated on a move)
 	permit   bool      // holds an ensemble breaker permit (in copies handed out: release it now)
 	rejected bool      // not sent: zkgate answers it
 	answered bool      // the client has its answer
@@ -35,6 +39,9 @@ type inflight struct {
 // finished entries leave the FIFO: the client has its answer and no member reply is due.
 func (f *inflight) finished() bool { return f.answered && (f.rejected || f.replied) }
 
+// waiting: sent to the member and not replied to.
+func (f *inflight) waiting() bool { return !f.rejected && !f.replied }
+
 // handOut marks the permit released and returns a copy whose permit field says whether
 // the caller must release it now.
 func (f *inflight) handOut() inflight {
@@ -46,40 +53,38 @@ func (f *inflight) handOut() inflight {
 	return out
 }
 
-type watchKind uint8
-
-const (
-	watchNone watchKind = iota
-	watchData
-	watchExist
-	watchChild
-	watchPersistent
-	watchRecursive
-)
-
 // errXidMismatch is a reply that does not answer the oldest request in flight.
 var errXidMismatch = errors.New("reply xid does not match the request in flight")
 
-// Session is what zkgate knows of one client session. Its fields are guarded by mu; the
-// two relay goroutines share it.
+// Session is what zkgate knows of one client session: the requests in flight, what a
+// move must replay (auth packets, watches, lastZxid), and counters for status pages. Its
+// fields are guarded by mu: the relay writes them, status pages and the stall sweep
+// read them from other goroutines.
 type Session struct {
 	Client string // client address
-	Member string // member address
 
-	mu       sync.Mutex
-	id       int64
-	passwd   []byte
-	timeout  time.Duration
-	lastZxid int64
-	fifo     []inflight // requests in flight, oldest first
-	backing  []inflight // fifo's whole array, so the space freed at its front is reused
-	scanned  int        // fifo[:scanned] was already examined by stalls
-	owed     int        // fifo[:owed] all have their answers; the client is owed fifo[owed]
-	auth     [][]byte   // auth packets as sent (AuthPacket bodies)
-	watches  map[string]watchSet
-	requests uint64
-	replies  uint64
-	started  time.Time
+	mu          sync.Mutex
+	member      string // the member the session is on
+	id          int64
+	passwd      []byte
+	timeout     time.Duration
+	readOnly    bool // the client's ConnectRequest asked for read-only, and
+	hasReadOnly bool // carried the optional byte at all
+	lastZxid    int64
+	fifo        []inflight // requests in flight, oldest first
+	backing     []inflight // fifo's whole array, so the space freed at its front is reused
+	scanned     int        // fifo[:scanned] was already examined by stalls
+	owed        int        // fifo[:owed] all have their answers; the client is owed fifo[owed]
+	keep        *[]byte    // frames of repeatable requests in flight (pooled; nil when none)
+	keepOff     int64      // running offset of (*keep)[0]
+	auth        [][]byte   // distinct auth packets (AuthPacket bodies), for a move's replay
+	authBytes   int
+	sasl        bool // the session used SASL: a move cannot replay it
+	watches     map[string]watchSet
+	requests    uint64
+	replies     uint64
+	moves       int
+	started     time.Time
 
 	bytesIn, bytesOut atomic.Uint64 // frames as relayed, length prefix included
 
@@ -91,74 +96,6 @@ type Session struct {
 	lat      latencyStats // member replies, for srvr, mntr and cons
 	lastOp   jute.OpCode
 	lastResp time.Time
-}
-
-// latencyStats is min/avg/max of reply latencies, as ZooKeeper's srvr and cons show.
-type latencyStats struct {
-	Min, Max, Sum, Last time.Duration
-	Count               uint64
-}
-
-func (l *latencyStats) add(d time.Duration) {
-	if l.Count == 0 || d < l.Min {
-		l.Min = d
-	}
-	l.Max = max(l.Max, d)
-	l.Sum += d
-	l.Last = d
-	l.Count++
-}
-
-func (l *latencyStats) merge(o latencyStats) {
-	if o.Count == 0 {
-		return
-	}
-	if l.Count == 0 || o.Min < l.Min {
-		l.Min = o.Min
-	}
-	l.Max = max(l.Max, o.Max)
-	l.Sum += o.Sum
-	l.Count += o.Count
-}
-
-// Avg is the mean latency.
-func (l latencyStats) Avg() time.Duration {
-	if l.Count == 0 {
-		return 0
-	}
-	return l.Sum / time.Duration(l.Count)
-}
-
-type watchSet uint8
-
-func (w watchSet) has(k watchKind) bool { return w&(1<<k) != 0 }
-
-// SessionInfo is a snapshot of a Session for status pages and 4lw cons.
-type SessionInfo struct {
-	Client   string
-	Member   string
-	ID       int64
-	Timeout  time.Duration
-	LastZxid int64
-	InFlight int
-	Watches  int
-	Requests uint64
-	Replies  uint64
-	BytesIn  uint64
-	BytesOut uint64
-	Started  time.Time
-	Latency  latencyStats
-	LastOp   jute.OpCode
-	LastResp time.Time
-	Passwd   bool // the member gave a session password (always, for an established session)
-}
-
-// Info returns a snapshot.
-func (s *Session) Info() SessionInfo {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return SessionInfo{s.Client, s.Member, s.id, s.timeout, s.lastZxid, s.inFlightLocked(), len(s.watches),
-		s.requests, s.replies, s.bytesIn.Load(), s.bytesOut.Load(), s.started, s.lat, s.lastOp, s.lastResp, len(s.passwd) > 0}
 }
 
 // push records a request the client sent. The FIFO reuses its array: popping advances
@@ -180,6 +117,10 @@ func (s *Session) pushAll(fs []inflight) {
 }
 
 func (s *Session) pushLocked(f inflight) {
+	if f.frame != nil {
+		f.kept, f.keptLen = s.keepFrame(f.frame), int32(len(f.frame))
+		f.frame = nil
+	}
 	if n := len(s.fifo); n == cap(s.fifo) && n > 0 && cap(s.backing)-cap(s.fifo) >= n {
 		old := s.fifo // disjoint from backing[:n]: the gap in front is at least n
 		copy(s.backing[:n], old)
@@ -199,15 +140,17 @@ func (s *Session) compact() {
 	for n < len(s.fifo) && s.fifo[n].finished() {
 		n++
 	}
-	if n > 0 {
-		clear(s.fifo[:n])
-		s.fifo = s.fifo[n:]
-		s.scanned = max(0, s.scanned-n)
-		s.owed = max(0, s.owed-n)
-		if len(s.fifo) == 0 {
-			s.fifo = s.backing[:0]
-		}
+	if n == 0 {
+		return
 	}
+	clear(s.fifo[:n])
+	s.fifo = s.fifo[n:]
+	s.scanned = max(0, s.scanned-n)
+	s.owed = max(0, s.owed-n)
+	if len(s.fifo) == 0 {
+		s.fifo = s.backing[:0]
+	}
+	s.trimKept()
 }
 
 // pop matches a member reply with the oldest sent request still waiting for one. Replies
@@ -220,15 +163,14 @@ func (s *Session) pop(h jute.ReplyHeader, now time.Time) (f inflight, forward bo
 	if h.Zxid > 0 && h.Xid != jute.XidPing && h.Xid != jute.XidAuth {
 		s.lastZxid = max(s.lastZxid, h.Zxid)
 	}
-	waiting := func(i int) bool { return !s.fifo[i].rejected && !s.fifo[i].replied }
-	first := slices.IndexFunc(s.fifo, func(e inflight) bool { return !e.rejected && !e.replied })
+	first := slices.IndexFunc(s.fifo, func(e inflight) bool { return e.waiting() })
 	idx := -1
 	switch {
 	case first >= 0 && s.fifo[first].xid == h.Xid:
 		idx = first
 	case first >= 0 && h.Xid == jute.XidAuth:
 		for i := first; i < len(s.fifo); i++ {
-			if waiting(i) && s.fifo[i].xid == jute.XidAuth {
+			if s.fifo[i].waiting() && s.fifo[i].xid == jute.XidAuth {
 				idx = i
 				break
 			}
@@ -303,7 +245,7 @@ func (s *Session) inFlight() int {
 func (s *Session) inFlightLocked() int {
 	n := 0
 	for i := range s.fifo {
-		if !s.fifo[i].rejected && !s.fifo[i].replied {
+		if s.fifo[i].waiting() {
 			n++
 		}
 	}
@@ -317,11 +259,12 @@ func (s *Session) drain() []inflight {
 	defer s.mu.Unlock()
 	var out []inflight
 	for i := range s.fifo {
-		if e := &s.fifo[i]; !e.rejected && !e.replied {
+		if e := &s.fifo[i]; e.waiting() {
 			out = append(out, e.handOut())
 		}
 	}
 	s.fifo, s.scanned, s.owed = nil, 0, 0
+	s.trimKept()
 	return out
 }
 
@@ -365,83 +308,4 @@ func (s *Session) hold(on bool, now time.Time) {
 // The caller holds mu.
 func (s *Session) waitedOnClient(start time.Time) bool {
 	return s.held || start.Before(s.heldEnd)
-}
-
-// zxid is the last zxid the session saw.
-func (s *Session) zxid() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.lastZxid
-}
-
-func (s *Session) addAuth(body []byte) {
-	s.mu.Lock()
-	s.auth = append(s.auth, append([]byte(nil), body...))
-	s.mu.Unlock()
-}
-
-func (s *Session) addWatches(paths []string, k watchKind) {
-	for _, p := range paths {
-		s.addWatch(p, k)
-	}
-}
-
-func (s *Session) addWatch(path string, k watchKind) {
-	s.mu.Lock()
-	if s.watches == nil {
-		s.watches = map[string]watchSet{}
-	}
-	s.watches[path] |= 1 << k
-	s.mu.Unlock()
-}
-
-// fired removes the one-shot watches a notification consumes, as the server does.
-func (s *Session) fired(ev jute.EventType, path string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	w := s.watches[path]
-	switch ev {
-	case jute.EventNodeCreated, jute.EventNodeDataChanged:
-		w &^= 1<<watchData | 1<<watchExist
-	case jute.EventNodeDeleted:
-		w &^= 1<<watchData | 1<<watchExist | 1<<watchChild
-	case jute.EventNodeChildrenChanged:
-		w &^= 1 << watchChild
-	case jute.EventPersistentWatchRemoved:
-		w &^= 1<<watchPersistent | 1<<watchRecursive
-	case jute.EventDataWatchRemoved:
-		w &^= 1<<watchData | 1<<watchExist
-	case jute.EventChildWatchRemoved:
-		w &^= 1 << watchChild
-	}
-	if w == 0 {
-		delete(s.watches, path)
-	} else {
-		s.watches[path] = w
-	}
-}
-
-// Watches lists the watched paths by kind, as SetWatches2 would carry them.
-func (s *Session) Watches() jute.SetWatches2 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := jute.SetWatches2{RelativeZxid: s.lastZxid}
-	for p, w := range s.watches {
-		if w.has(watchData) {
-			out.DataWatches = append(out.DataWatches, p)
-		}
-		if w.has(watchExist) {
-			out.ExistWatches = append(out.ExistWatches, p)
-		}
-		if w.has(watchChild) {
-			out.ChildWatches = append(out.ChildWatches, p)
-		}
-		if w.has(watchPersistent) {
-			out.PersistentWatches = append(out.PersistentWatches, p)
-		}
-		if w.has(watchRecursive) {
-			out.PersistentRecursiveWatches = append(out.PersistentRecursiveWatches, p)
-		}
-	}
-	return out
 }

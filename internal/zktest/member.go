@@ -64,10 +64,7 @@ func (m *Member) start() error {
 	cmd.Dir = m.dir
 	cmd.Stdout = lf
 	cmd.Stderr = lf
-	// Pdeathsig kills the JVM if the test binary dies without running cleanups (a timeout
-	// panic, a SIGKILL); Setpgid keeps terminal signals meant for `go test` off the JVM's
-	// own handlers so that we decide how it stops.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
 		lf.Close()
 		return fmt.Errorf("zktest: start member %d: %w", m.ID, err)
@@ -133,7 +130,7 @@ func (m *Member) stop(sig syscall.Signal, grace time.Duration) {
 		return
 	}
 	if sig != syscall.SIGKILL {
-		cmd.Process.Signal(syscall.SIGCONT)
+		cmd.Process.Signal(sigCont)
 	}
 	cmd.Process.Signal(sig)
 	select {
@@ -156,7 +153,7 @@ func (m *Member) Stop() { m.stop(syscall.SIGTERM, 10*time.Second) }
 // Pause freezes the member with SIGSTOP: its sockets stay open but nothing answers. It
 // returns once the kernel reports the process stopped (signal delivery is asynchronous).
 func (m *Member) Pause() error {
-	if err := m.signal(syscall.SIGSTOP); err != nil {
+	if err := m.signal(sigStop); err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -178,7 +175,7 @@ func (m *Member) Pause() error {
 
 // Resume continues a paused member with SIGCONT.
 func (m *Member) Resume() error {
-	if err := m.signal(syscall.SIGCONT); err != nil {
+	if err := m.signal(sigCont); err != nil {
 		return err
 	}
 	m.mu.Lock()

@@ -1,5 +1,0 @@
-package proxy
-
-import "syscall"
-
-var errTooManyFiles = syscall.EMFILE

@@ -1,0 +1,377 @@
+//go:build linux
+
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// adoptLoop moves a placed session's sockets to the relay loop with the fewest sessions,
+// with the bytes the client sent right behind its ConnectRequest.
+func (s *Server) adoptLoop(c *conn, server net.Conn, early []byte) {
+	cfd, err := detach(c.client)
+	if err != nil {
+		server.Close()
+		c.ended(ending{side: "zkgate", reason: "taking over the client socket: " + err.Error()})
+		return
+	}
+	mfd, err := detach(server)
+	if err != nil {
+		closeFD(cfd)
+		c.ended(ending{side: "zkgate", reason: "taking over the member socket: " + err.Error()})
+		return
+	}
+	l := s.pickLoop()
+	// register is posted before abort can see the loop: an abort's finish runs after it.
+	reason := c.handOver(l, func() bool { return l.post(func() { l.register(c, cfd, mfd, early) }) })
+	if reason == "" {
+		return
+	}
+	l.sessions.Add(-1)
+	closeFD(cfd)
+	closeFD(mfd)
+	c.ended(ending{side: "zkgate", reason: reason})
+}
+
+// pickLoop chooses the relay loop with the fewest sessions for a new one.
+func (s *Server) pickLoop() *loop {
+	best := s.loops[0]
+	for _, l := range s.loops[1:] {
+		if l.sessions.Load() < best.sessions.Load() {
+			best = l
+		}
+	}
+	best.sessions.Add(1)
+	return best
+}
+
+// The driver interface: each runs on the loop.
+
+func (l *loop) abort(c *conn, reason string) {
+	l.post(func() { l.finish(c, ending{side: "zkgate", reason: reason}) })
+}
+
+func (l *loop) lose(c *conn, why string) { l.post(func() { l.loseMember(c, why) }) }
+
+func (l *loop) answerOpen(c *conn) {
+	l.post(func() {
+		if !c.closed {
+			c.r.answerOpen(&l.o)
+			l.flush(c)
+		}
+	})
+}
+
+// register adds a placed session's two sockets and relays what the client sent along with
+// its ConnectRequest. A session that ended before it got here only has its sockets closed.
+func (l *loop) register(c *conn, cfd, mfd int, early []byte) {
+	if c.closed {
+		closeFD(cfd)
+		closeFD(mfd)
+		return
+	}
+	l.conns[c] = struct{}{}
+	if err := l.add(c, &c.ce, cfd, false); err != nil {
+		closeFD(cfd)
+		closeFD(mfd)
+		l.finish(c, ending{side: "zkgate", reason: "epoll_ctl: " + err.Error()})
+		return
+	}
+	if err := l.add(c, &c.me, mfd, true); err != nil {
+		closeFD(mfd)
+		l.finish(c, ending{side: "zkgate", reason: "epoll_ctl: " + err.Error()})
+		return
+	}
+	c.lastRead = l.now
+	if len(early) > 0 {
+		l.relay(&c.ce, early)
+	}
+}
+
+// add registers one socket of c with epoll, as e.
+func (l *loop) add(c *conn, e *end, fd int, member bool) error {
+	l.gen++
+	*e = end{fd: fd, c: c, member: member, gen: l.gen, events: unix.EPOLLIN}
+	for fd >= len(l.ends) {
+		l.ends = append(l.ends, make([]*end, len(l.ends)+1024)...)
+	}
+	l.ends[fd] = e
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: e.events | edge, Fd: int32(fd), Pad: e.gen}); err != nil {
+		l.ends[fd] = nil
+		e.fd = -1
+		return err
+	}
+	return nil
+}
+
+// drop closes one socket of a session; it leaves the epoll set with its last descriptor.
+func (l *loop) drop(e *end) {
+	if e.c == nil || e.fd < 0 { // never registered, or closed already
+		return
+	}
+	if e.fd < len(l.ends) && l.ends[e.fd] == e {
+		l.ends[e.fd] = nil
+	}
+	unix.Close(e.fd)
+	e.fd, e.in, e.out, e.events = -1, nil, nil, 0
+}
+
+// readable reads what e's socket holds and relays the whole frames. Sockets are
+// edge-triggered: the next event comes only with new bytes, so reading goes on until a
+// read comes back short (the socket is empty), or until reads are paused (resuming them
+// re-arms the socket, and epoll reports what is already there). A hang-up is read through
+// to the end of the stream.
+func (l *loop) readable(e *end, hup bool) {
+	for {
+		n, err := sockRead(e.fd, l.rbuf)
+		switch {
+		case again(err):
+			return
+		case err != nil:
+			l.broken(e, osErr("read", err))
+			return
+		case n == 0:
+			l.broken(e, eofErr(len(e.in)))
+			return
+		}
+		if !e.member {
+			e.c.lastRead = l.now
+		}
+		l.relay(e, l.rbuf[:n])
+		if e.c.closed || e.fd < 0 || e.events&unix.EPOLLIN == 0 || n < len(l.rbuf) && !hup {
+			return
+		}
+	}
+}
+
+// broken handles a socket that failed or closed: the client's ends the session, the
+// member's moves it.
+func (l *loop) broken(e *end, err error) {
+	if e.member {
+		l.loseMember(e.c, "connection lost: "+err.Error())
+		return
+	}
+	l.finish(e.c, ending{side: "client", err: err})
+}
+
+// relay hands the whole frames of e's pending bytes and data to the relay, keeps a
+// partial frame for the next read, and sends what the frames produced. The frames arrived
+// when the last epoll_wait returned (l.now).
+func (l *loop) relay(e *end, data []byte) {
+	if len(e.in) > 0 {
+		e.in = append(e.in, data...)
+		data = e.in
+	}
+	c := e.c
+	var used int
+	var end *ending
+	if e.member {
+		used, end = c.r.fromMember(&l.o, data, l.now)
+	} else {
+		used, end = c.r.fromClient(&l.o, data, l.now)
+	}
+	e.in = keepPartial(e.in, data[used:], l.srv.cfg.MaxFrame)
+	l.flush(c)
+	if end != nil {
+		l.finish(c, *end)
+		return
+	}
+	if !e.member && c.r.moving() {
+		l.flow(c) // held bytes count against the client
+	}
+}
+
+// flush sends what the relay produced for c.
+func (l *loop) flush(c *conn) {
+	l.send(&c.me, l.o.member)
+	l.send(&c.ce, l.o.client)
+	l.o.reset()
+}
+
+// send writes data to e, or queues it behind what e has not taken yet.
+func (l *loop) send(e *end, data []byte) {
+	if len(data) == 0 || e.c.closed || e.fd < 0 {
+		return
+	}
+	if len(e.out) > 0 {
+		e.out = append(e.out, data...)
+		l.flow(e.c)
+		return
+	}
+	n, ok := l.write(e, data)
+	if !ok || n == len(data) {
+		return
+	}
+	e.out = append(e.out, data[n:]...)
+	e.outSince = l.now
+	l.watch(e, e.events|unix.EPOLLOUT)
+	l.flow(e.c)
+}
+
+// flow reads a session's sockets only while what they feed is not backed up: the client
+// feeds the member (requests), itself (zkgate's answers) and, during a move, zkgate's
+// hold; the member feeds the client (replies). A client that floods a slow member, or
+// does not read its replies, then waits in its own socket buffers, not in zkgate's memory.
+func (l *loop) flow(c *conn) {
+	if c.closed {
+		return
+	}
+	clientOK := len(c.ce.out) <= highWater
+	l.readIf(&c.ce, clientOK && len(c.me.out) <= highWater && c.r.heldBytes() <= highWater)
+	if c.me.fd < 0 {
+		return
+	}
+	if memberOn := c.me.events&unix.EPOLLIN != 0; memberOn != clientOK {
+		// Replies wait on the client now (or again on the member): requests in flight
+		// meanwhile say nothing about the member's speed, for the breaker or the ejector.
+		c.sess.hold(!clientOK, l.now)
+		l.readIf(&c.me, clientOK)
+	}
+}
+
+func (l *loop) readIf(e *end, on bool) {
+	if on {
+		l.watch(e, e.events|unix.EPOLLIN)
+	} else {
+		l.watch(e, e.events&^unix.EPOLLIN)
+	}
+}
+
+// drain writes what e holds; once it is all out, e's feeder is read again.
+func (l *loop) drain(e *end) {
+	if len(e.out) == 0 || e.c.closed || e.fd < 0 {
+		return
+	}
+	n, ok := l.write(e, e.out)
+	if !ok || n == 0 {
+		return
+	}
+	if n < len(e.out) {
+		e.out = e.out[:copy(e.out, e.out[n:])]
+		e.outSince = l.now
+		return
+	}
+	e.out = nil
+	l.watch(e, e.events&^unix.EPOLLOUT)
+	l.flow(e.c)
+}
+
+// write writes p to e's socket and returns how much it took (0 when it is full); false
+// means the write failed and the socket is gone.
+func (l *loop) write(e *end, p []byte) (int, bool) {
+	n, err := sockWrite(e.fd, p)
+	switch {
+	case err == nil:
+		return n, true
+	case again(err):
+		return 0, true
+	}
+	l.broken(e, osErr("write", err))
+	return 0, false
+}
+
+func (l *loop) watch(e *end, events uint32) {
+	if events == e.events || e.c.closed || e.fd < 0 {
+		return
+	}
+	e.events = events
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, e.fd, &unix.EpollEvent{Events: events | edge, Fd: int32(e.fd), Pad: e.gen}); err != nil {
+		l.finish(e.c, ending{side: "zkgate", reason: "epoll_ctl: " + err.Error()})
+	}
+}
+
+func (e *end) side() string {
+	if e.member {
+		return "member"
+	}
+	return "client"
+}
+
+// sweep closes clients silent for 1.5 session timeouts (a host that vanished without a
+// FIN), sockets that took no bytes for as long (a peer that stopped reading), and moves
+// past their deadline.
+func (l *loop) sweep(now time.Time) {
+	for c := range l.conns {
+		if end := c.r.overdue(&l.o, now); end != nil {
+			l.flush(c)
+			l.finish(c, *end)
+			continue
+		}
+		if c.idle <= 0 {
+			continue
+		}
+		switch {
+		case now.Sub(c.lastRead) > c.idle:
+			l.finish(c, ending{side: "client", err: fmt.Errorf("%w (%v)", errClientSilent, c.idle)})
+		case len(c.ce.out) > 0 && now.Sub(c.ce.outSince) > c.idle:
+			l.finish(c, ending{side: "zkgate", reason: "client does not read its replies"})
+		case len(c.me.out) > 0 && now.Sub(c.me.outSince) > c.idle:
+			l.loseMember(c, "member does not read the session's requests")
+		}
+	}
+}
+
+// loseMember closes c's member socket and starts the session's move.
+func (l *loop) loseMember(c *conn, why string) {
+	if c.closed || c.r.moving() {
+		return
+	}
+	l.drop(&c.me)
+	order, end := c.r.lose(&l.o, l.now, why)
+	l.flush(c)
+	if end != nil {
+		l.finish(c, *end)
+		return
+	}
+	l.srv.goMove(order, func(res moveResult) {
+		if !l.post(func() { l.moved(c, res) }) {
+			res.close()
+		}
+	})
+}
+
+// moved takes the member connection a move made, or ends the session without one.
+func (l *loop) moved(c *conn, res moveResult) {
+	if c.closed || !c.r.moving() {
+		res.close()
+		return
+	}
+	var end *ending
+	if res.err == nil {
+		var fd int
+		if fd, res.err = detach(res.conn); res.err == nil {
+			if res.err = l.add(c, &c.me, fd, true); res.err != nil {
+				closeFD(fd)
+			}
+		}
+	}
+	if res.err != nil {
+		end = c.r.moveFailed(&l.o, res.err, l.now)
+	} else {
+		end = c.resume(&l.o, res, l.now)
+	}
+	l.flush(c)
+	if end != nil {
+		l.finish(c, *end)
+		return
+	}
+	l.flow(c)
+}
+
+// finish ends a session on its loop: both sockets closed, what it was owed settled.
+func (l *loop) finish(c *conn, why ending) {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	l.drop(&c.ce)
+	l.drop(&c.me)
+	delete(l.conns, c)
+	l.o.flight -= c.r.sent
+	l.sessions.Add(-1)
+	c.ended(why)
+}

@@ -1,0 +1,389 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/zkgate/zkgate/jute"
+)
+
+// A move re-establishes a live session on another member when its member is lost (its
+// connection died, health marks it down, it is ejected), without the client noticing:
+//
+//  1. lose: the member connection is gone. Pings in flight are answered by zkgate, reads
+//     in flight wait to be sent again, and the client's new requests are held (its pings
+//     answered by zkgate). A write, a SASL exchange or anything else unsafe to repeat in
+//     flight, or a session that used SASL, closes the client instead.
+//  2. The driver dials (Server.redial): Route again, never the lost member, and a
+//     ConnectRequest with the session's id, password and lastZxid.
+//  3. attached: the auth packets and the watches (SetWatches2/SetWatches batches,
+//     relativeZxid = lastZxid) are replayed as zkgate's own packets, whose replies never
+//     reach the client; the reads in flight are sent again; the held requests follow.
+//
+// A ConnectResponse with timeOut 0 (the session expired), no member that takes the
+// session, or a move past its deadline (default a third of the session timeout) closes
+// the client: it reconnects through zkgate and its library sees what it would directly.
+
+// Move outcomes, for metrics and logs.
+const (
+	MovedOK         = "moved"
+	MoveUnsafe      = "closed-unsafe-in-flight" // a write, SASL or closeSession was in flight
+	MoveSASL        = "closed-sasl"             // the session used SASL
+	MoveNoMember    = "closed-no-member"
+	MoveDeadline    = "closed-deadline"
+	MoveExpired     = "closed-expired"
+	MoveClientGone  = "closed-client-gone"
+	MoveShutdown    = "closed-shutdown"
+	maxWatchBatch   = 128 << 10 // path bytes per SetWatches, as the Java client batches them
+	moveRetryPause  = 100 * time.Millisecond
+	defaultMoveFrac = 3 // a move may take a third of the session timeout
+)
+
+// moveOrder is what the driver needs to re-establish the session elsewhere.
+type moveOrder struct {
+	req      jute.ConnectRequest
+	lost     string
+	deadline time.Time
+}
+
+// moveResult is a member connection past its ConnectResponse, or why there is none.
+type moveResult struct {
+	conn   net.Conn
+	member string
+	resp   *jute.ConnectResponse
+	err    error
+}
+
+func (m moveResult) close() {
+	if m.conn != nil {
+		m.conn.Close()
+	}
+}
+
+// errNoMoveTarget: no member took the session before the move's deadline.
+var errNoMoveTarget = errors.New("no member took the session")
+
+// lose starts a move off the session's member, whose connection the driver has closed. It
+// returns the order for the driver to dial, or the ending when the session cannot move.
+func (r *relay) lose(o *out, now time.Time, why string) (*moveOrder, *ending) {
+	if r.state == moving {
+		return nil, nil
+	}
+	if r.bye {
+		return nil, &ending{side: "member", err: errSessionClosed}
+	}
+	lost, pings, unsafe := r.sess.strand(o.owed[:0])
+	r.srv.releasePermits(lost, true)
+	r.srv.lost(r.member, lost)
+	clear(lost)
+	for _, xid := range pings {
+		o.client = appendReply(o.client, xid, r.sess.zxid(), jute.ErrOK)
+	}
+	waiting := r.sess.inFlight()
+	o.flight -= r.sent - waiting
+	r.sent = waiting
+	r.own = r.own[:0]
+	r.lost, r.lostWhy, r.lostAt = r.member, why, now
+	s := r.sess
+	s.mu.Lock()
+	sasl := s.sasl
+	order := &moveOrder{lost: r.member, req: jute.ConnectRequest{LastZxidSeen: s.lastZxid,
+		TimeOut: int32(s.timeout / time.Millisecond), SessionID: s.id, Passwd: s.passwd,
+		ReadOnly: s.readOnly, HasReadOnly: s.hasReadOnly}}
+	timeout := s.timeout
+	s.mu.Unlock()
+	switch {
+	case unsafe != 0:
+		return nil, r.moveEnded(o, MoveUnsafe, fmt.Sprintf("a %s was in flight", unsafe), now)
+	case sasl:
+		return nil, r.moveEnded(o, MoveSASL, "the session used SASL, which a move cannot replay", now)
+	}
+	d := r.srv.cfg.MoveTimeout
+	if d <= 0 {
+		d = timeout / defaultMoveFrac
+	}
+	r.state, r.deadline = moving, now.Add(d)
+	order.deadline = r.deadline
+	return order, nil
+}
+
+// strand settles the requests in flight to a lost member: a ping or an auth packet is
+// answered by zkgate (their xids returned), one zkgate answered already is done, a repeatable one waits to be sent again,
+// and anything else is unsafe to repeat (its opcode is returned). Every one hands out its
+// permit (lost, appended to buf: the member took the request with it).
+func (s *Session) strand(buf []inflight) (lost []inflight, pings []int32, unsafe jute.OpCode) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.fifo {
+		e := &s.fifo[i]
+		if !e.waiting() {
+			continue
+		}
+		buf = append(buf, e.handOut())
+		switch {
+		case e.answered:
+			e.replied = true
+		case e.xid == jute.XidPing || e.op == jute.OpAuth:
+			// Clients match these outside their queue of requests. An auth packet is in
+			// the replay: it is answered now, as the old member (which processes auth
+			// on arrival) most likely had.
+			e.replied, e.answered = true, true
+			pings = append(pings, e.xid)
+			s.replies++
+		case e.keptLen > 0:
+		case unsafe == 0:
+			unsafe = e.op
+		}
+	}
+	for s.owed < len(s.fifo) && s.fifo[s.owed].answered {
+		s.owed++
+	}
+	s.compact()
+	return buf, pings, unsafe
+}
+
+// hold keeps the client's frames while the session moves, answering its pings itself
+// (clients match ping replies by xid -2, outside their queue of requests).
+func (r *relay) hold(o *out, data []byte) (used int, end *ending) {
+	for {
+		frame, h, err := r.nextRequest(data[used:])
+		if err != nil {
+			return used, &ending{side: "client", err: err}
+		}
+		if frame == nil {
+			return used, nil
+		}
+		used += len(frame)
+		if h.Type == jute.OpPing {
+			o.client = appendReply(o.client, h.Xid, r.sess.zxid(), jute.ErrOK)
+			continue
+		}
+		r.held = append(r.held, frame...)
+	}
+}
+
+// attached resumes the session on the member the driver connected it to: the replay, the
+// reads in flight sent again, then the requests held meanwhile.
+func (r *relay) attached(o *out, member string, resp *jute.ConnectResponse, now time.Time) *ending {
+	if r.state != moving {
+		return &ending{side: "zkgate", reason: "member attached to a session that is not moving"}
+	}
+	if resp.Expired() {
+		return r.moveEnded(o, MoveExpired, member+" answered that the session expired", now)
+	}
+	from := r.lost
+	r.member = member
+	r.sess.mu.Lock()
+	r.sess.member = member
+	r.sess.moves++
+	r.sess.mu.Unlock()
+	auths, batches := r.replay(o)
+	resent := r.resend(o, now)
+	r.state = relaying
+	took := now.Sub(r.lostAt)
+	r.srv.obs.Moved(from, member, MovedOK, took)
+	r.srv.log.Info().Str("session", fmt.Sprintf("0x%x", r.sess.id)).Str("client", r.sess.Client).
+		Str("from", from).Str("to", member).Str("why", r.lostWhy).Dur("took", took).
+		Int("auth_replayed", auths).Int("watch_batches", batches).Int("resent", resent).
+		Int("held_bytes", len(r.held)).Msg("session moved")
+	if len(r.held) == 0 {
+		return nil
+	}
+	held := r.held
+	r.held = nil
+	used, end := r.fromClient(o, held, now)
+	if end == nil && used != len(held) {
+		end = &ending{side: "zkgate", reason: "held client bytes left over after a move"}
+	}
+	return end
+}
+
+// moveFailed ends a move that found no member, or that ran out of time.
+func (r *relay) moveFailed(o *out, err error, now time.Time) *ending {
+	if r.state != moving {
+		return nil
+	}
+	outcome := MoveDeadline
+	switch {
+	case errors.Is(err, errNoMoveTarget):
+		outcome = MoveNoMember
+	case errors.Is(err, context.Canceled):
+		outcome = MoveShutdown
+	}
+	return r.moveEnded(o, outcome, err.Error(), now)
+}
+
+// errSessionClosed: the member closed the connection of a session the client closed.
+var errSessionClosed = errors.New("session closed by its client")
+
+var errMoveDeadline = errors.New("move deadline passed")
+
+// overdue ends a move past its deadline (the dial has its own; this is the relay's word).
+func (r *relay) overdue(o *out, now time.Time) *ending {
+	if r.state == moving && now.After(r.deadline) {
+		return r.moveFailed(o, fmt.Errorf("%w (%v)", errMoveDeadline, r.deadline.Sub(r.lostAt)), now)
+	}
+	return nil
+}
+
+// abandoned records a move cut short by the client or by shutdown.
+func (r *relay) abandoned(outcome string, now time.Time) {
+	if r.state == moving {
+		r.state = relaying
+		r.srv.obs.Moved(r.lost, "", outcome, now.Sub(r.lostAt))
+	}
+}
+
+// moveEnded records a move that closes the client, and the ending for the driver.
+func (r *relay) moveEnded(o *out, outcome, why string, now time.Time) *ending {
+	answered := r.closeAnswering(o)
+	r.state = relaying
+	r.held = nil
+	r.srv.obs.Moved(r.lost, "", outcome, now.Sub(r.lostAt))
+	r.srv.log.Info().Str("session", fmt.Sprintf("0x%x", r.sess.id)).Str("client", r.sess.Client).
+		Str("from", r.lost).Str("why", r.lostWhy).Str("outcome", outcome).Int("answered_with_reject_code", answered).
+		Str("reason", why).Msg("session could not move; closed the client, which reconnects through zkgate")
+	return &ending{side: "zkgate", reason: "member " + r.lost + " lost (" + r.lostWhy + "), session not moved: " + why, quiet: true}
+}
+
+// replay sends zkgate's own packets that re-create the session's connection state on the
+// new member, in the order the Java client's primeConnection uses: each distinct auth
+// packet (xid -4), then the watches in batches (xid -8, relativeZxid = lastZxid). It
+// returns how many of each it sent.
+func (r *relay) replay(o *out) (auths, batches int) {
+	r.sess.mu.Lock()
+	auth := r.sess.auth
+	r.sess.mu.Unlock()
+	for _, a := range auth {
+		o.member = appendRequest(o.member, jute.XidAuth, jute.OpAuth, a)
+		r.own = append(r.own, jute.XidAuth)
+	}
+	for _, b := range watchBatches(r.sess.Watches(), maxWatchBatch) {
+		op := jute.OpSetWatches2
+		var rec jute.Record = &b
+		if len(b.PersistentWatches)+len(b.PersistentRecursiveWatches) == 0 {
+			op, rec = jute.OpSetWatches, &jute.SetWatches{RelativeZxid: b.RelativeZxid,
+				DataWatches: b.DataWatches, ExistWatches: b.ExistWatches, ChildWatches: b.ChildWatches}
+		}
+		o.member = jute.AppendFrame(o.member, &jute.RequestHeader{Xid: jute.XidSetWatches, Type: op}, rec)
+		r.own = append(r.own, jute.XidSetWatches)
+	}
+	return len(auth), len(r.own) - len(auth)
+}
+
+// watchBatches splits a session's watches into SetWatches2 records of at most limit
+// bytes of paths each, in the order data, exist, child, persistent, recursive.
+func watchBatches(w jute.SetWatches2, limit int) []jute.SetWatches2 {
+	var out []jute.SetWatches2
+	// Empty lists, not null ones: the server reads null as a list it cannot iterate.
+	fresh := func() jute.SetWatches2 {
+		return jute.SetWatches2{RelativeZxid: w.RelativeZxid, DataWatches: []string{}, ExistWatches: []string{},
+			ChildWatches: []string{}, PersistentWatches: []string{}, PersistentRecursiveWatches: []string{}}
+	}
+	cur := fresh()
+	size, n := 0, 0
+	lists := []struct {
+		from []string
+		to   func(*jute.SetWatches2) *[]string
+	}{
+		{w.DataWatches, func(b *jute.SetWatches2) *[]string { return &b.DataWatches }},
+		{w.ExistWatches, func(b *jute.SetWatches2) *[]string { return &b.ExistWatches }},
+		{w.ChildWatches, func(b *jute.SetWatches2) *[]string { return &b.ChildWatches }},
+		{w.PersistentWatches, func(b *jute.SetWatches2) *[]string { return &b.PersistentWatches }},
+		{w.PersistentRecursiveWatches, func(b *jute.SetWatches2) *[]string { return &b.PersistentRecursiveWatches }},
+	}
+	for _, l := range lists {
+		for _, p := range l.from {
+			if n > 0 && size+len(p) > limit {
+				out = append(out, cur)
+				cur, size, n = fresh(), 0, 0
+			}
+			dst := l.to(&cur)
+			*dst = append(*dst, p)
+			size += len(p)
+			n++
+		}
+	}
+	if n > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// resend sends the repeatable requests that were in flight to the lost member again, in
+// their order; their latency counts from now.
+func (r *relay) resend(o *out, now time.Time) int {
+	s := r.sess
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for i := range s.fifo {
+		if e := &s.fifo[i]; e.waiting() && e.keptLen > 0 {
+			o.member = append(o.member, s.keptFrame(e)...)
+			e.start = now
+			n++
+		}
+	}
+	return n
+}
+
+// moveTargets lists the members to try for a move, best first: those health saw caught
+// up with the session's lastZxid, then the others. Health's zxids are a poll old, and a
+// session that just wrote is ahead of them; a member that is really behind closes the
+// connection without an answer, and the next one is tried.
+func (s *Server) moveTargets(m *moveOrder, excluded map[string]bool) []string {
+	in := RouteInput{View: s.views.View(), Policy: s.cfg.Policy, Sessions: s.sessionsPerMember(),
+		LastZxidSeen: m.req.LastZxidSeen, ReadOnly: m.req.ReadOnly, Counter: s.rr.Add(1), Excluded: excluded}
+	caught := Route(in)
+	in.LastZxidSeen = 0
+	for _, addr := range Route(in) {
+		if !slices.Contains(caught, addr) {
+			caught = append(caught, addr)
+		}
+	}
+	return caught
+}
+
+// redial routes a moving session to a member other than the lost one, whose zxid has
+// caught up with the session's, and re-establishes it there. While no member takes it
+// (an election under way), it tries again until the move's deadline.
+func (s *Server) redial(ctx context.Context, m *moveOrder) moveResult {
+	ctx, cancel := context.WithDeadline(ctx, m.deadline)
+	defer cancel()
+	raw := jute.AppendFrame(nil, &m.req)
+	var last error = errNoMember
+	for {
+		excluded := maps.Clone(s.ej.Excluded())
+		if excluded == nil {
+			excluded = map[string]bool{}
+		}
+		excluded[m.lost] = true
+		for _, member := range s.moveTargets(m, excluded) {
+			nc, resp, _, err := s.dialMember(ctx, member, raw)
+			if err != nil {
+				s.obs.ConnectFailed(member, err)
+				s.brk.ConnectFailed()
+				s.ej.ConnectFailed(member)
+				last = err
+				continue
+			}
+			s.ej.Connected(member)
+			return moveResult{conn: nc, member: member, resp: resp}
+		}
+		t := time.NewTimer(moveRetryPause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return moveResult{err: ctx.Err()}
+			}
+			return moveResult{err: fmt.Errorf("%w before the move's deadline: %w", errNoMoveTarget, last)}
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,240 @@
+package proxy
+
+import (
+	"bytes"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zkgate/zkgate/jute"
+)
+
+// watchSetup gives the rig's session one watch of each kind and an auth packet.
+func watchSetup(g *relayRig) {
+	g.t.Helper()
+	g.client(
+		reqFrame(jute.XidAuth, jute.OpAuth, &jute.AuthPacket{Scheme: "digest", Auth: []byte("u:p")}),
+		getData(1, "/data", true),
+		reqFrame(2, jute.OpExists, &jute.ExistsRequest{Path: "/absent", Watch: true}),
+		reqFrame(3, jute.OpGetChildren, &jute.GetChildrenRequest{Path: "/kids", Watch: true}),
+		reqFrame(4, jute.OpAddWatch, &jute.AddWatchRequest{Path: "/p", Type: jute.AddWatchPersistent}),
+		reqFrame(5, jute.OpAddWatch, &jute.AddWatchRequest{Path: "/r", Type: jute.AddWatchPersistentRecursive}),
+		// the same auth again: kept once
+		reqFrame(jute.XidAuth, jute.OpAuth, &jute.AuthPacket{Scheme: "digest", Auth: []byte("u:p")}),
+	)
+	g.toMember()
+	g.member(jute.XidAuth, 0)
+	g.member(jute.XidAuth, 0)
+	g.member(1, 0, &jute.GetDataResponse{})
+	g.member(2, jute.ErrNoNode)
+	g.member(3, 0, &jute.GetChildrenResponse{})
+	g.member(4, 0)
+	g.member(5, 0)
+	g.toClient()
+}
+
+// The move, step by step: pings answered by zkgate, reads in flight sent again, the
+// replay (auth, then the watches with relativeZxid = lastZxid) owned by zkgate, then the
+// requests the client sent meanwhile.
+func TestRelayMove(t *testing.T) {
+	g := newRig(t)
+	watchSetup(g)
+	lastZxid := g.r.sess.zxid()
+	g.client(getData(6, "/x", false), reqFrame(jute.XidPing, jute.OpPing, nil))
+	g.toMember()
+
+	order, end := g.r.lose(&g.o, g.now, "test: member killed")
+	if end != nil {
+		t.Fatalf("lose: %+v", end)
+	}
+	if order.lost != "m1" || order.req.SessionID != 0x77 || order.req.LastZxidSeen != lastZxid ||
+		!bytes.Equal(order.req.Passwd, g.r.sess.passwd) || order.req.TimeOut != 6000 {
+		t.Fatalf("move order %+v", order)
+	}
+	if want := g.now.Add(2 * time.Second); !order.deadline.Equal(want) {
+		t.Fatalf("deadline %v, want a third of the session timeout", order.deadline.Sub(g.now))
+	}
+	if got := xids(g.toClient()); !slices.Equal(got, []int32{jute.XidPing}) {
+		t.Fatalf("ping in flight: client got %v", got)
+	}
+	// During the move: a ping is answered at once, a read is held.
+	g.client(getData(7, "/y", false), reqFrame(jute.XidPing, jute.OpPing, nil))
+	if got := xids(g.toClient()); !slices.Equal(got, []int32{jute.XidPing}) {
+		t.Fatalf("ping during the move: client got %v", got)
+	}
+	if hs, _ := g.toMember(); len(hs) != 0 {
+		t.Fatalf("sent to no member during the move: %v", reqXids(hs))
+	}
+	if end := g.r.attached(&g.o, "m2", &jute.ConnectResponse{TimeOut: 6000, SessionID: 0x77, Passwd: g.r.sess.passwd}, g.now.Add(50*time.Millisecond)); end != nil {
+		t.Fatalf("attached: %+v", end)
+	}
+	hs, bodies := g.toMember()
+	if got := reqXids(hs); !slices.Equal(got, []int32{jute.XidAuth, jute.XidSetWatches, 6, 7}) {
+		t.Fatalf("to the new member: %v, want auth, setWatches, the read in flight, the held read", got)
+	}
+	var sw jute.SetWatches2
+	if hs[1].Type != jute.OpSetWatches2 || jute.Decode(bodies[1], &sw) != nil {
+		t.Fatalf("replay: %v", hs[1])
+	}
+	if sw.RelativeZxid != lastZxid || !slices.Equal(sw.DataWatches, []string{"/data"}) ||
+		!slices.Equal(sw.ExistWatches, []string{"/absent"}) || !slices.Equal(sw.ChildWatches, []string{"/kids"}) ||
+		!slices.Equal(sw.PersistentWatches, []string{"/p"}) || !slices.Equal(sw.PersistentRecursiveWatches, []string{"/r"}) {
+		t.Fatalf("replayed watches %+v", sw)
+	}
+	// The member answers zkgate's packets, then the client's: only the latter reach it.
+	g.member(jute.XidAuth, 0)
+	g.member(jute.XidSetWatches, 0)
+	g.member(6, 0, &jute.GetDataResponse{})
+	g.member(7, 0, &jute.GetDataResponse{})
+	if got := xids(g.toClient()); !slices.Equal(got, []int32{6, 7}) {
+		t.Fatalf("client got %v, want only its own replies [6 7]", got)
+	}
+	if info := g.r.sess.Info(); info.Member != "m2" || info.Moves != 1 || info.InFlight != 0 {
+		t.Fatalf("after the move: %+v", info)
+	}
+	if held := g.srv.brk.Held(); held != 0 {
+		t.Fatalf("%d permits held", held)
+	}
+}
+
+// What cannot move closes the client instead.
+func TestRelayMoveRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(g *relayRig)
+		want  string
+	}{
+		{"write in flight", func(g *relayRig) {
+			g.client(reqFrame(1, jute.OpSetData, &jute.SetDataRequest{Path: "/a", Data: []byte("x"), Version: -1}))
+		}, "a setData was in flight"},
+		{"sasl used", func(g *relayRig) {
+			g.client(reqFrame(1, jute.OpSASL, &jute.SASLToken{Token: []byte("t")}))
+			g.member(1, 0, &jute.SASLToken{})
+		}, "SASL"},
+		{"closeSession sent", func(g *relayRig) {
+			g.client(reqFrame(1, jute.OpCloseSession, nil))
+			g.member(1, 0)
+		}, "closed by its client"},
+	} {
+		g := newRig(t)
+		tc.setup(g)
+		_, end := g.r.lose(&g.o, g.now, "test")
+		if end == nil || !strings.Contains(end.reason+errString(end.err), tc.want) {
+			t.Errorf("%s: ending %+v, want one that says %q", tc.name, end, tc.want)
+		}
+		g.r.settle(false)
+		if held := g.srv.brk.Held(); held != 0 {
+			t.Errorf("%s: %d permits held", tc.name, held)
+		}
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// An expired session, no member, a move past its deadline: the client is closed, so that
+// its library reconnects and sees what it would see directly.
+func TestRelayMoveFails(t *testing.T) {
+	g := newRig(t)
+	g.r.lose(&g.o, g.now, "test")
+	if end := g.r.attached(&g.o, "m2", &jute.ConnectResponse{}, g.now); end == nil || !strings.Contains(end.reason, "expired") {
+		t.Fatalf("expired: %+v", end)
+	}
+	g = newRig(t)
+	g.r.lose(&g.o, g.now, "test")
+	if end := g.r.overdue(&g.o, g.now.Add(time.Second)); end != nil {
+		t.Fatalf("overdue before the deadline: %+v", end)
+	}
+	if end := g.r.overdue(&g.o, g.now.Add(3*time.Second)); end == nil || !strings.Contains(end.reason, "deadline") {
+		t.Fatalf("past the deadline: %+v", end)
+	}
+	g = newRig(t)
+	g.r.lose(&g.o, g.now, "test")
+	if end := g.r.moveFailed(&g.o, errNoMoveTarget, g.now); end == nil || !strings.Contains(end.reason, "no member") {
+		t.Fatalf("no member: %+v", end)
+	}
+}
+
+// A session's watches go out in SetWatches batches of at most 128 KiB of paths, every
+// path once, in the order data, exist, child, persistent, recursive.
+func TestWatchBatches(t *testing.T) {
+	var w jute.SetWatches2
+	w.RelativeZxid = 42
+	var all []string
+	for i := range 10000 {
+		p := "/watched/" + strings.Repeat("n", 80) + "/" + string(rune('a'+i%26)) + strings.Repeat("x", i%7) + itoa(i)
+		switch i % 5 {
+		case 0:
+			w.DataWatches = append(w.DataWatches, p)
+		case 1:
+			w.ExistWatches = append(w.ExistWatches, p)
+		case 2:
+			w.ChildWatches = append(w.ChildWatches, p)
+		case 3:
+			w.PersistentWatches = append(w.PersistentWatches, p)
+		case 4:
+			w.PersistentRecursiveWatches = append(w.PersistentRecursiveWatches, p)
+		}
+	}
+	for _, l := range [][]string{w.DataWatches, w.ExistWatches, w.ChildWatches, w.PersistentWatches, w.PersistentRecursiveWatches} {
+		all = append(all, l...)
+	}
+	batches := watchBatches(w, maxWatchBatch)
+	if len(batches) < 8 {
+		t.Fatalf("%d batches for about 1 MB of paths", len(batches))
+	}
+	var got []string
+	for _, b := range batches {
+		size := 0
+		for _, l := range [][]string{b.DataWatches, b.ExistWatches, b.ChildWatches, b.PersistentWatches, b.PersistentRecursiveWatches} {
+			for _, p := range l {
+				size += len(p)
+			}
+			got = append(got, l...)
+		}
+		if b.DataWatches == nil || b.ExistWatches == nil || b.ChildWatches == nil || b.PersistentWatches == nil || b.PersistentRecursiveWatches == nil {
+			t.Fatalf("a null watch list (the server fails on it): %+v", b)
+		}
+		if size > maxWatchBatch || b.RelativeZxid != 42 {
+			t.Fatalf("batch of %d path bytes, relativeZxid %d", size, b.RelativeZxid)
+		}
+	}
+	if !slices.Equal(got, all) {
+		t.Fatalf("batches hold %d paths, want the %d in order", len(got), len(all))
+	}
+}
+
+func itoa(i int) string { return string([]byte{byte('0' + i/1000%10), byte('0' + i/100%10), byte('0' + i/10%10), byte('0' + i%10)}) }
+
+// Auth packets are kept for a replay once each, within a bound; past it the packet is
+// refused as a server refuses a bad one (AUTHFAILED, then close).
+func TestAuthKeptBounded(t *testing.T) {
+	g := newRig(t)
+	big := bytes.Repeat([]byte("a"), 1000_000)
+	frame := reqFrame(jute.XidAuth, jute.OpAuth, &jute.AuthPacket{Scheme: "digest", Auth: big})
+	for range 300 {
+		if end := g.client(frame); end != nil {
+			t.Fatalf("the same packet again was refused: %+v", end)
+		}
+		g.o.member = g.o.member[:0]
+	}
+	if n := len(g.r.sess.auth); n != 1 {
+		t.Fatalf("%d auth packets kept, want 1", n)
+	}
+	g.toMember()
+	end := g.client(reqFrame(jute.XidAuth, jute.OpAuth, &jute.AuthPacket{Scheme: "digest", Auth: append(big, 'b')}))
+	if end == nil || !strings.Contains(end.reason, errAuthBound.Error()) {
+		t.Fatalf("a second 1 MB packet was kept: %+v", end)
+	}
+	if got := g.toClient(); len(got) != 1 || got[0].Xid != jute.XidAuth || got[0].Err != jute.ErrAuthFailed {
+		t.Fatalf("refusal: %+v", got)
+	}
+	if hs, _ := g.toMember(); len(hs) != 0 {
+		t.Fatalf("the refused packet went to the member")
+	}
+}

@@ -1,0 +1,156 @@
+package proxy
+
+import (
+	"net"
+	"time"
+
+	"github.com/zkgate/zkgate/breaker"
+)
+
+// untrack removes a connection; an ended session's counts move to the totals under the
+// same lock, so nothing is counted twice or lost.
+func (s *Server) untrack(cn *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, cn)
+	if s.perClient[cn.ip]--; s.perClient[cn.ip] <= 0 {
+		delete(s.perClient, cn.ip)
+	}
+	if cn.member != "" {
+		s.perMember[cn.member]--
+	}
+	if cn.sess != nil {
+		i := cn.sess.Info()
+		s.retired.Requests += i.Requests
+		s.retired.Replies += i.Replies
+		s.retired.BytesIn += i.BytesIn
+		s.retired.BytesOut += i.BytesOut
+		s.retired.Latency.merge(i.Latency)
+	}
+}
+
+func clientIP(c net.Conn) string {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+	return host
+}
+
+// sessionsPerMember copies the per-member session counts for routing.
+func (s *Server) sessionsPerMember() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[string]int, len(s.perMember))
+	for k, v := range s.perMember {
+		m[k] = v
+	}
+	return m
+}
+
+// attach records a placed session and makes its relay.
+func (s *Server) attach(cn *conn, sess *Session) {
+	s.mu.Lock()
+	cn.member, cn.sess = sess.member, sess
+	cn.r = newRelay(s, sess)
+	s.perMember[sess.member]++
+	s.mu.Unlock()
+}
+
+// rehome counts a moved session on its new member.
+func (s *Server) rehome(cn *conn, member string) {
+	s.mu.Lock()
+	s.perMember[cn.member]--
+	cn.member = member
+	s.perMember[member]++
+	s.mu.Unlock()
+}
+
+// connList lists the connections, or only those with a session.
+func (s *Server) connList(sessionsOnly bool) []*conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*conn, 0, len(s.conns))
+	for cn := range s.conns {
+		if !sessionsOnly || cn.sess != nil {
+			out = append(out, cn)
+		}
+	}
+	return out
+}
+
+// Totals counts a server's traffic since it started.
+type Totals struct {
+	Requests, Replies, BytesIn, BytesOut uint64
+	Latency                              latencyStats
+	Connections                          int // open client connections, sessions or not
+	Sessions                             int // established sessions
+	Outstanding                          int // requests in flight to members
+	// Coalesced counts the relay loops' waits to gather frames, CoalescedFor their length.
+	Coalesced    uint64
+	CoalescedFor time.Duration
+}
+
+// Totals sums the live sessions and the ended ones.
+func (s *Server) Totals() Totals {
+	s.mu.Lock()
+	t := s.retired
+	t.Connections = len(s.conns)
+	t.Coalesced, t.CoalescedFor = uint64(s.coalesced.Load()), time.Duration(s.coalescedFor.Load())
+	live := make([]*Session, 0, len(s.conns))
+	for cn := range s.conns {
+		if cn.sess != nil {
+			live = append(live, cn.sess)
+		}
+	}
+	s.mu.Unlock()
+	for _, sess := range live {
+		i := sess.Info()
+		t.Requests += i.Requests
+		t.Replies += i.Replies
+		t.BytesIn += i.BytesIn
+		t.BytesOut += i.BytesOut
+		t.Outstanding += i.InFlight
+		t.Latency.merge(i.Latency)
+		t.Sessions++
+	}
+	return t
+}
+
+// Sessions returns a snapshot of every established session.
+func (s *Server) Sessions() []SessionInfo {
+	conns := s.connList(true)
+	out := make([]SessionInfo, 0, len(conns))
+	for _, cn := range conns {
+		out = append(out, cn.sess.Info())
+	}
+	return out
+}
+
+// CanServe reports whether a new session could be placed now: the ensemble has a quorum,
+// some member serves and is not ejected, and the breaker is not open. ruok and /readyz
+// answer from it.
+func (s *Server) CanServe() bool {
+	v := s.views.View()
+	return v.Quorum && s.brk.State() != breaker.Open &&
+		len(Route(RouteInput{View: v, Policy: Any, Excluded: s.ej.Excluded()})) > 0
+}
+
+// MoveOff moves every session on member to another member (it is ejected, down, not
+// serving): their clients see no disconnect, unless a session cannot move (see move.go),
+// whose client is closed and reconnects through zkgate. It returns how many sessions
+// were on member.
+func (s *Server) MoveOff(member, why string) int {
+	s.mu.Lock()
+	var victims []*conn
+	for cn := range s.conns {
+		if cn.member == member {
+			victims = append(victims, cn)
+		}
+	}
+	s.mu.Unlock()
+	for _, cn := range victims {
+		cn.lose(why)
+	}
+	return len(victims)
+}

@@ -1,0 +1,115 @@
+package proxy
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/zkgate/zkgate/breaker"
+	"github.com/zkgate/zkgate/health"
+)
+
+// ApplyView feeds a health view to the breaker and the ejector, and moves sessions off
+// members that stopped serving. Subscribe it to the health monitor.
+func (s *Server) ApplyView(v health.View) {
+	ok, why := verdict(&v)
+	s.brk.ObserveHealth(ok, why)
+	now := time.Now()
+	for _, m := range v.Members {
+		down := m.Status == health.StatusDown
+		reason := m.LastError
+		if reason == "" {
+			reason = m.Status.String()
+		}
+		for _, c := range s.ej.ObserveHealth(m.Address, down, reason, now) {
+			s.applyEjection(c)
+		}
+		if m.Status == health.StatusDown || m.Status == health.StatusNotServing {
+			if n := s.MoveOff(m.Address, "member "+m.Status.String()); n > 0 {
+				s.log.Info().Str("member", m.Address).Str("status", m.Status.String()).Int("sessions", n).Msg("moving sessions off member")
+			}
+		}
+	}
+}
+
+// verdict is health's word for the ensemble breaker: without a quorum with a leader, or
+// without a member serving, nothing can work.
+func verdict(v *health.View) (bool, string) {
+	serving, voters := 0, 0
+	for _, m := range v.Members {
+		if m.Mode != "observer" {
+			voters++
+		}
+		if m.Status == health.StatusServing {
+			serving++
+		}
+	}
+	switch {
+	case v.Leader == "":
+		return false, fmt.Sprintf("no leader (%d of %d members serving)", serving, len(v.Members))
+	case !v.Quorum:
+		return false, fmt.Sprintf("no quorum (%d of %d voters serving)", serving, voters)
+	case serving == 0:
+		return false, "no member serving"
+	}
+	return true, fmt.Sprintf("quorum with leader %s, %d of %d members serving", v.Leader, serving, len(v.Members))
+}
+
+func (s *Server) applyEjection(c breaker.Change) {
+	if !c.Ejected {
+		return
+	}
+	if n := s.MoveOff(c.Member, "member ejected: "+c.Reason); n > 0 {
+		s.log.Info().Str("member", c.Member).Int("sessions", n).Msg("moving sessions off ejected member")
+	}
+}
+
+// maintain runs the periodic work: requests stalled past the slow-call threshold are
+// reported as slow without waiting for their replies (a hung member sends none), the
+// breaker moves to half-open when due, and the ejector decides.
+func (s *Server) maintain() {
+	defer s.wg.Done()
+	every := min(max(s.brk.SlowCall()/5, 20*time.Millisecond), 250*time.Millisecond)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.kick:
+			s.sweepStalls(time.Now())
+		case now := <-tick.C:
+			s.sweepStalls(now)
+			s.brk.Refresh()
+			for _, c := range s.ej.Evaluate(now) {
+				s.applyEjection(c)
+			}
+		}
+	}
+}
+
+func (s *Server) sweepStalls(now time.Time) {
+	conns := s.connList(true)
+	slow := s.brk.SlowCall()
+	open := s.brk.State() == breaker.Open
+	var stalled []inflight
+	for _, cn := range conns {
+		stalled = cn.sess.stalls(now, slow, stalled[:0])
+		member := cn.sess.Member()
+		for _, f := range stalled {
+			age := now.Sub(f.start)
+			if f.permit {
+				s.brk.Release(0, age, false)
+			}
+			s.ej.Stalled(member, age)
+			s.obs.Stalled(member, f.op, age)
+		}
+		if open && cn.sess.owes() {
+			cn.amu.Lock()
+			d := cn.drv
+			cn.amu.Unlock()
+			if d != nil {
+				d.answerOpen(cn)
+			}
+		}
+	}
+}
