@@ -66,6 +66,11 @@ type Relay struct {
 	Coalesce time.Duration `yaml:"coalesce"`
 	// CoalesceShare bounds that wait to a share of the members' average reply latency.
 	CoalesceShare float64 `yaml:"coalesce_share"`
+	// MoveTimeout bounds moving a session off a lost member; past it the client is closed
+	// and reconnects. 0: a third of the session's negotiated timeout.
+	MoveTimeout time.Duration `yaml:"move_timeout"`
+	// Driver runs placed sessions: "epoll" (Linux) or "goroutines"; empty: the OS's best.
+	Driver string `yaml:"driver"`
 }
 
 // Health is how members are probed.
@@ -240,6 +245,12 @@ func (f *File) Validate() error {
 		}
 		if e.Relay.CoalesceShare <= 0 || e.Relay.CoalesceShare > 1 {
 			return bad("relay.coalesce_share", "%v: want more than 0, at most 1", e.Relay.CoalesceShare)
+		}
+		if e.Relay.MoveTimeout < 0 {
+			return bad("relay.move_timeout", "%v: want 0 (a third of the session timeout) or more", e.Relay.MoveTimeout)
+		}
+		if d := e.Relay.Driver; d != "" && d != "epoll" && d != "goroutines" {
+			return bad("relay.driver", "%q: want epoll or goroutines", d)
 		}
 		if e.Health.Interval <= 0 || e.Health.Timeout <= 0 || e.Health.Rise < 1 || e.Health.Fall < 1 {
 			return bad("health", "interval and timeout must be positive, rise and fall at least 1")

@@ -35,9 +35,9 @@ type conn struct {
 // may be called from any goroutine and return at once; the work runs where the session's
 // relay runs.
 type driver interface {
-	abort(c *conn, reason string)    // end the session for zkgate's reason
-	lose(c *conn, why string)        // the member is lost: close its connection and move the session
-	answerOpen(c *conn)              // the breaker opened: answer what the session is owed
+	abort(c *conn, reason string) // end the session for zkgate's reason
+	lose(c *conn, why string)     // the member is lost: close its connection and move the session
+	answerOpen(c *conn)           // the breaker opened: answer what the session is owed
 }
 
 // ending says how a session ended: which side, with what error, or zkgate's reason.
@@ -184,6 +184,7 @@ func (c *conn) ended(why ending) {
 	case errors.Is(why.err, errClientSilent):
 		log.Warn().Err(why.err).Msg("closed silent client")
 	case why.quiet:
+		log.Debug().Int("in_flight", lost).Str("reason", why.reason).Msg("session connection closed")
 	case why.side == "zkgate":
 		log.Info().Str("reason", why.reason).Msg("session connection closed by zkgate; client will reconnect")
 	default:

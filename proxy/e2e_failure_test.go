@@ -1,9 +1,9 @@
 package proxy_test
 
 import (
-	"fmt"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"strconv"

@@ -49,8 +49,14 @@ var moveClients = []moveClientKind{
 // disconnect, the same session, its ephemeral kept, its watch firing on a later change.
 func TestMoveUnseenByClients(t *testing.T) {
 	ens := zktest.Start(t, zktest.Config{Members: 3})
+	for _, driver := range []string{proxy.DriverEpoll, proxy.DriverGoroutines} {
+		t.Run(driver, func(t *testing.T) { moveUnseen(t, ens, driver) })
+	}
+}
+
+func moveUnseen(t *testing.T, ens *zktest.Ensemble, driver string) {
 	// A lost member is ejected as well; it is back for the next case after half a second.
-	g := startGate(t, ens, proxy.Config{}, withEjection(func(c *breaker.EjectionConfig) {
+	g := startGate(t, ens, proxy.Config{Driver: driver}, withEjection(func(c *breaker.EjectionConfig) {
 		c.BaseTime, c.MaxTime = 500*time.Millisecond, 500*time.Millisecond
 	}))
 	for _, fault := range []struct {
@@ -62,7 +68,7 @@ func TestMoveUnseenByClients(t *testing.T) {
 	} {
 		for _, kind := range moveClients {
 			t.Run(kind.name+"/"+fault.name, func(t *testing.T) {
-				root := fmt.Sprintf("/move-%s-%s", kind.name, fault.name)
+				root := fmt.Sprintf("/move-%s-%s-%s", driver, kind.name, fault.name)
 				leader, err := ens.Leader()
 				if err != nil {
 					t.Fatal(err)

@@ -85,6 +85,11 @@ func startGate(t *testing.T, ens *zktest.Ensemble, cfg proxy.Config, opts ...gat
 	for _, o := range opts {
 		o(&setup)
 	}
+	if cfg.Driver == "" {
+		// ZKGATE_TEST_DRIVER=goroutines runs the tests on the goroutine driver (.ci/run
+		// does, for the client tests).
+		cfg.Driver = os.Getenv("ZKGATE_TEST_DRIVER")
+	}
 	logs := &zktest.Buffer{}
 	log := zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), logs)).Level(zerolog.InfoLevel).With().Timestamp().Logger()
 	mon := health.NewMonitor(setup.addrs, setup.health, log)

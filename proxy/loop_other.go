@@ -22,4 +22,6 @@ func newLoop(*Server) (*loop, error) { return nil, errors.New("no epoll on this 
 
 func (l *loop) stop() {}
 
-func (s *Server) adoptLoop(c *conn, server net.Conn, early []byte) { s.adoptGoroutines(c, server, early) }
+func (s *Server) adoptLoop(c *conn, server net.Conn, early []byte) {
+	s.adoptGoroutines(c, server, early)
+}

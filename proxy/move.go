@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
-	"slices"
 	"time"
 
 	"github.com/zkgate/zkgate/jute"
@@ -77,10 +75,7 @@ func (r *relay) lose(o *out, now time.Time, why string) (*moveOrder, *ending) {
 	if r.bye {
 		return nil, &ending{side: "member", err: errSessionClosed}
 	}
-	lost, pings, unsafe := r.sess.strand(o.owed[:0])
-	r.srv.releasePermits(lost, true)
-	r.srv.lost(r.member, lost)
-	clear(lost)
+	pings, unsafe := r.sess.strand()
 	for _, xid := range pings {
 		o.client = appendReply(o.client, xid, r.sess.zxid(), jute.ErrOK)
 	}
@@ -113,10 +108,12 @@ func (r *relay) lose(o *out, now time.Time, why string) (*moveOrder, *ending) {
 }
 
 // strand settles the requests in flight to a lost member: a ping or an auth packet is
-// answered by zkgate (their xids returned), one zkgate answered already is done, a repeatable one waits to be sent again,
-// and anything else is unsafe to repeat (its opcode is returned). Every one hands out its
-// permit (lost, appended to buf: the member took the request with it).
-func (s *Session) strand(buf []inflight) (lost []inflight, pings []int32, unsafe jute.OpCode) {
+// answered by zkgate (their xids returned), one zkgate answered already is done, a
+// repeatable one waits to be sent again with its breaker permit (a member that dies is
+// the member's failure, and the move deals with it: the ensemble breaker sees the
+// request's outcome on the new member), and anything else is unsafe to repeat (its
+// opcode is returned; the session will close and settle it as lost).
+func (s *Session) strand() (pings []int32, unsafe jute.OpCode) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := range s.fifo {
@@ -124,7 +121,6 @@ func (s *Session) strand(buf []inflight) (lost []inflight, pings []int32, unsafe
 		if !e.waiting() {
 			continue
 		}
-		buf = append(buf, e.handOut())
 		switch {
 		case e.answered:
 			e.replied = true
@@ -144,7 +140,7 @@ func (s *Session) strand(buf []inflight) (lost []inflight, pings []int32, unsafe
 		s.owed++
 	}
 	s.compact()
-	return buf, pings, unsafe
+	return pings, unsafe
 }
 
 // hold keeps the client's frames while the session moves, answering its pings itself
@@ -248,7 +244,8 @@ func (r *relay) moveEnded(o *out, outcome, why string, now time.Time) *ending {
 	r.srv.log.Info().Str("session", fmt.Sprintf("0x%x", r.sess.id)).Str("client", r.sess.Client).
 		Str("from", r.lost).Str("why", r.lostWhy).Str("outcome", outcome).Int("answered_with_reject_code", answered).
 		Str("reason", why).Msg("session could not move; closed the client, which reconnects through zkgate")
-	return &ending{side: "zkgate", reason: "member " + r.lost + " lost (" + r.lostWhy + "), session not moved: " + why, quiet: true}
+	// side member: what is still in flight was lost with the member
+	return &ending{side: "member", reason: "member " + r.lost + " lost (" + r.lostWhy + "), session not moved: " + why, quiet: true}
 }
 
 // replay sends zkgate's own packets that re-create the session's connection state on the
@@ -330,60 +327,4 @@ func (r *relay) resend(o *out, now time.Time) int {
 		}
 	}
 	return n
-}
-
-// moveTargets lists the members to try for a move, best first: those health saw caught
-// up with the session's lastZxid, then the others. Health's zxids are a poll old, and a
-// session that just wrote is ahead of them; a member that is really behind closes the
-// connection without an answer, and the next one is tried.
-func (s *Server) moveTargets(m *moveOrder, excluded map[string]bool) []string {
-	in := RouteInput{View: s.views.View(), Policy: s.cfg.Policy, Sessions: s.sessionsPerMember(),
-		LastZxidSeen: m.req.LastZxidSeen, ReadOnly: m.req.ReadOnly, Counter: s.rr.Add(1), Excluded: excluded}
-	caught := Route(in)
-	in.LastZxidSeen = 0
-	for _, addr := range Route(in) {
-		if !slices.Contains(caught, addr) {
-			caught = append(caught, addr)
-		}
-	}
-	return caught
-}
-
-// redial routes a moving session to a member other than the lost one, whose zxid has
-// caught up with the session's, and re-establishes it there. While no member takes it
-// (an election under way), it tries again until the move's deadline.
-func (s *Server) redial(ctx context.Context, m *moveOrder) moveResult {
-	ctx, cancel := context.WithDeadline(ctx, m.deadline)
-	defer cancel()
-	raw := jute.AppendFrame(nil, &m.req)
-	var last error = errNoMember
-	for {
-		excluded := maps.Clone(s.ej.Excluded())
-		if excluded == nil {
-			excluded = map[string]bool{}
-		}
-		excluded[m.lost] = true
-		for _, member := range s.moveTargets(m, excluded) {
-			nc, resp, _, err := s.dialMember(ctx, member, raw)
-			if err != nil {
-				s.obs.ConnectFailed(member, err)
-				s.brk.ConnectFailed()
-				s.ej.ConnectFailed(member)
-				last = err
-				continue
-			}
-			s.ej.Connected(member)
-			return moveResult{conn: nc, member: member, resp: resp}
-		}
-		t := time.NewTimer(moveRetryPause)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			if errors.Is(ctx.Err(), context.Canceled) {
-				return moveResult{err: ctx.Err()}
-			}
-			return moveResult{err: fmt.Errorf("%w before the move's deadline: %w", errNoMoveTarget, last)}
-		case <-t.C:
-		}
-	}
 }

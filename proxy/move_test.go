@@ -209,7 +209,9 @@ func TestWatchBatches(t *testing.T) {
 	}
 }
 
-func itoa(i int) string { return string([]byte{byte('0' + i/1000%10), byte('0' + i/100%10), byte('0' + i/10%10), byte('0' + i%10)}) }
+func itoa(i int) string {
+	return string([]byte{byte('0' + i/1000%10), byte('0' + i/100%10), byte('0' + i/10%10), byte('0' + i%10)})
+}
 
 // Auth packets are kept for a replay once each, within a bound; past it the packet is
 // refused as a server refuses a bad one (AUTHFAILED, then close).

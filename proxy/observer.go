@@ -7,7 +7,7 @@ import (
 )
 
 // Observer receives the outcome of every request the relay sees (metrics). Calls come
-// from the sessions' relay goroutines and must not block; implementations are shared by
+// from the relay drivers (loops and goroutines) and must not block; implementations are shared by
 // all sessions, so they must be safe for concurrent use. The ensemble breaker and the
 // member ejector get the same events from the Server directly.
 type Observer interface {

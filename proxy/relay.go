@@ -56,7 +56,7 @@ func newRelay(s *Server, sess *Session) *relay {
 }
 
 // moving reports a move under way; heldBytes is what the client sent meanwhile.
-func (r *relay) moving() bool  { return r.state == moving }
+func (r *relay) moving() bool   { return r.state == moving }
 func (r *relay) heldBytes() int { return len(r.held) }
 
 // fromClient relays the whole client frames at the start of data to the member and

@@ -25,7 +25,7 @@ const (
 // Relay drivers (Config.Driver).
 const (
 	DriverEpoll      = "epoll"      // Linux: event loops, no goroutine per session
-	DriverGoroutines = "goroutines" // two goroutines per session; every OS
+	DriverGoroutines = "goroutines" // a reader and a writer per socket; every OS
 )
 
 // Config is one ensemble's data-path settings. Zero values take the defaults.
@@ -111,6 +111,7 @@ type Server struct {
 	ctx    context.Context // ends with Close: moves under way give up
 	cancel context.CancelFunc
 	kick   chan struct{} // the breaker opened: answer what sessions are owed now
+	dials  chan struct{} // move dials under way (moveDials)
 	loops  []*loop       // relay event loops, started with the first Serve
 	lerr   error         // why the loops could not start
 	lstop  sync.Once
@@ -149,6 +150,7 @@ func NewServer(cfg Config, views ViewSource, log zerolog.Logger, opts ...Option)
 		log:       log.With().Str("ensemble", cfg.withDefaults().Name).Logger(),
 		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}, perMember: map[string]int{}, perClient: map[string]int{},
 		started: time.Now(), stop: make(chan struct{}), kick: make(chan struct{}, 1),
+		dials: make(chan struct{}, moveDials),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.rlog = s.log.Sample(&zerolog.BurstSampler{Burst: 20, Period: time.Second})

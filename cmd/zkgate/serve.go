@@ -51,6 +51,8 @@ func bindEnsembleFlags(f *pflag.FlagSet, e *config.Ensemble) {
 	f.DurationVar(&e.Limits.DrainTimeout, "drain-timeout", e.Limits.DrainTimeout, "on SIGTERM, how long sessions may drain before they are closed")
 	f.DurationVar(&e.Relay.Coalesce, "coalesce", e.Relay.Coalesce, "under load, the longest a relay loop waits to gather frames per system call (0 = off)")
 	f.Float64Var(&e.Relay.CoalesceShare, "coalesce-share", e.Relay.CoalesceShare, "and at most this share of the members' average reply latency")
+	f.DurationVar(&e.Relay.MoveTimeout, "move-timeout", e.Relay.MoveTimeout, "longest a session may take to move off a lost member before its client is closed (0 = a third of the session timeout)")
+	f.StringVar(&e.Relay.Driver, "driver", e.Relay.Driver, "relay driver: epoll (Linux) or goroutines (empty = the OS's best)")
 	f.DurationVar(&e.Health.Interval, "health-interval", e.Health.Interval, "time between srvr probes of a member")
 	f.DurationVar(&e.Health.Timeout, "health-timeout", e.Health.Timeout, "deadline for one probe")
 	b := &e.Breaker
@@ -231,6 +233,7 @@ func serveConfig(ctx context.Context, f config.File, ready func(running)) error 
 			HandshakeTimeout: e.Limits.HandshakeTimeout, DrainTimeout: e.Limits.DrainTimeout,
 			MaxConnections: e.Limits.MaxConnections, MaxPerClient: e.Limits.MaxConnectionsPerClient,
 			Coalesce: coalesce(e.Relay.Coalesce), CoalesceShare: e.Relay.CoalesceShare,
+			MoveTimeout: e.Relay.MoveTimeout, Driver: e.Relay.Driver,
 		}, mon, log, proxy.WithBreaker(brk), proxy.WithEjector(breaker.NewEjector(e.Members, e.Ejection, elog)),
 			proxy.WithObserver(metrics.Observer(e.Name, brk)))
 		mon.Subscribe(srv.ApplyView)

@@ -1,0 +1,86 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/zkgate/zkgate/jute"
+)
+
+// moveDials bounds the member connects of moves under way at once: a member lost under
+// a thousand sessions must not turn into a thousand SYNs at another member's accept
+// queue (it holds about 50; past it connects wait a second for the SYN to be resent).
+const moveDials = 32
+
+// moveDial is dialMember for a move, within the bound on concurrent move dials.
+func (s *Server) moveDial(ctx context.Context, member string, raw []byte) (net.Conn, *jute.ConnectResponse, error) {
+	select {
+	case s.dials <- struct{}{}:
+	case <-ctx.Done():
+		return nil, nil, fmt.Errorf("member %s: waiting to dial: %w", member, ctx.Err())
+	}
+	defer func() { <-s.dials }()
+	nc, resp, _, err := s.dialMember(ctx, member, raw)
+	return nc, resp, err
+}
+
+// moveTargets lists the members to try for a move, best first: those health saw caught
+// up with the session's lastZxid, then the others. Health's zxids are a poll old, and a
+// session that just wrote is ahead of them; a member that is really behind closes the
+// connection without an answer, and the next one is tried.
+func (s *Server) moveTargets(m *moveOrder, excluded map[string]bool) []string {
+	in := RouteInput{View: s.views.View(), Policy: s.cfg.Policy, Sessions: s.sessionsPerMember(),
+		LastZxidSeen: m.req.LastZxidSeen, ReadOnly: m.req.ReadOnly, Counter: s.rr.Add(1), Excluded: excluded}
+	caught := Route(in)
+	in.LastZxidSeen = 0
+	for _, addr := range Route(in) {
+		if !slices.Contains(caught, addr) {
+			caught = append(caught, addr)
+		}
+	}
+	return caught
+}
+
+// redial routes a moving session to a member other than the lost one, whose zxid has
+// caught up with the session's, and re-establishes it there. While no member takes it
+// (an election under way), it tries again until the move's deadline.
+func (s *Server) redial(ctx context.Context, m *moveOrder) moveResult {
+	ctx, cancel := context.WithDeadline(ctx, m.deadline)
+	defer cancel()
+	raw := jute.AppendFrame(nil, &m.req)
+	var last error = errNoMember
+	for {
+		excluded := maps.Clone(s.ej.Excluded())
+		if excluded == nil {
+			excluded = map[string]bool{}
+		}
+		excluded[m.lost] = true
+		for _, member := range s.moveTargets(m, excluded) {
+			nc, resp, err := s.moveDial(ctx, member, raw)
+			if err != nil {
+				s.obs.ConnectFailed(member, err)
+				s.brk.ConnectFailed()
+				s.ej.ConnectFailed(member)
+				last = err
+				continue
+			}
+			s.ej.Connected(member)
+			return moveResult{conn: nc, member: member, resp: resp}
+		}
+		t := time.NewTimer(moveRetryPause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return moveResult{err: ctx.Err()}
+			}
+			return moveResult{err: fmt.Errorf("%w before the move's deadline: %w", errNoMoveTarget, last)}
+		case <-t.C:
+		}
+	}
+}
