@@ -72,9 +72,13 @@ func (s *Session) usedSASL() {
 	s.mu.Unlock()
 }
 
-func (s *Session) addWatches(paths []string, k watchKind) {
-	for _, p := range paths {
-		s.addWatch(p, k)
+// addWatchLists records the watches a client re-registers (SetWatches, SetWatches2).
+func (s *Session) addWatchLists(w jute.SetWatches2) {
+	for k, paths := range [][]string{watchData: w.DataWatches, watchExist: w.ExistWatches, watchChild: w.ChildWatches,
+		watchPersistent: w.PersistentWatches, watchRecursive: w.PersistentRecursiveWatches} {
+		for _, p := range paths {
+			s.addWatch(p, watchKind(k))
+		}
 	}
 }
 
@@ -179,22 +183,16 @@ func (s *Session) keepFrame(frame []byte) int64 {
 	return at
 }
 
-// trimKept lets go of the kept bytes no FIFO entry refers to any more: all of them (the
-// buffer goes back to the pool), or, once the dead front is at least half the buffer,
-// that front. The caller holds mu.
+// trimKept lets go of the kept bytes no FIFO entry refers to any more: all of them once
+// no kept request waits (the buffer goes back to the pool), or, once the buffer is past
+// keepShiftFrom and its dead front is at least half of it, that front. The caller holds
+// mu.
 func (s *Session) trimKept() {
 	if s.keep == nil {
 		return
 	}
-	first := -1
-	for i := range s.fifo {
-		if s.fifo[i].keptLen > 0 && s.fifo[i].waiting() {
-			first = i
-			break
-		}
-	}
 	buf := *s.keep
-	if first < 0 {
+	if s.keptWaiting == 0 {
 		s.keepOff += int64(len(buf))
 		if cap(buf) <= 64<<10 {
 			*s.keep = buf[:0]
@@ -203,11 +201,22 @@ func (s *Session) trimKept() {
 		s.keep = nil
 		return
 	}
-	if cut := int(s.fifo[first].kept - s.keepOff); cut > 0 && cut >= len(buf)/2 {
-		*s.keep = buf[:copy(buf, buf[cut:])]
-		s.keepOff += int64(cut)
+	if len(buf) < keepShiftFrom {
+		return
+	}
+	for i := range s.fifo {
+		if e := &s.fifo[i]; e.keptLen > 0 && e.waiting() {
+			if cut := int(e.kept - s.keepOff); cut > 0 && cut >= len(buf)/2 {
+				*s.keep = buf[:copy(buf, buf[cut:])]
+				s.keepOff += int64(cut)
+			}
+			return
+		}
 	}
 }
+
+// keepShiftFrom: below this, kept bytes are not moved to let go of a dead front.
+const keepShiftFrom = 4 << 10
 
 // kept returns f's bytes as the client sent them. The caller holds mu.
 func (s *Session) keptFrame(f *inflight) []byte {

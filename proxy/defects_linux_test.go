@@ -55,6 +55,18 @@ func placed(s *Server) *conn {
 	return c
 }
 
+// placedPair is a placed session bound for l, with socket pairs for its client and member
+// sockets (their peers closed when the test ends).
+func placedPair(t *testing.T, s *Server, l *loop) (c *conn, cfd, mfd int) {
+	t.Helper()
+	c = placed(s)
+	cfd, cpeer := socketPair(t)
+	mfd, mpeer := socketPair(t)
+	t.Cleanup(func() { unix.Close(cpeer); unix.Close(mpeer) })
+	l.sessions.Add(1)
+	return c, cfd, mfd
+}
+
 // settled waits until the loop has run every task posted before it.
 func settled(t *testing.T, l *loop) {
 	t.Helper()
@@ -73,12 +85,7 @@ func settled(t *testing.T, l *loop) {
 // runs: its sockets are closed and the loop does not keep it.
 func TestRegisterAfterAbort(t *testing.T) {
 	s, l := testLoopServer(t)
-	c := placed(s)
-	cfd, cpeer := socketPair(t)
-	mfd, mpeer := socketPair(t)
-	defer unix.Close(cpeer)
-	defer unix.Close(mpeer)
-	l.sessions.Add(1)
+	c, cfd, mfd := placedPair(t, s, l)
 	l.post(func() { l.finish(c, ending{side: "zkgate", reason: "aborted in the gap"}) })
 	l.post(func() { l.register(c, cfd, mfd, nil) })
 	settled(t, l)
@@ -97,12 +104,7 @@ func TestRegisterAfterAbort(t *testing.T) {
 // keep Server.Close waiting.
 func TestLoopFailureEndsSessions(t *testing.T) {
 	s, l := testLoopServer(t)
-	c := placed(s)
-	cfd, cpeer := socketPair(t)
-	mfd, mpeer := socketPair(t)
-	defer unix.Close(cpeer)
-	defer unix.Close(mpeer)
-	l.sessions.Add(1)
+	c, cfd, mfd := placedPair(t, s, l)
 	if reason := c.handOver(l, func() bool { return l.post(func() { l.register(c, cfd, mfd, nil) }) }); reason != "" {
 		t.Fatal(reason)
 	}

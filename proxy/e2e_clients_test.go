@@ -88,13 +88,7 @@ func TestCClientThroughZkgate(t *testing.T) {
 // test skips, or fails under CI=true (.ci/run installs the libraries).
 func runClient(t *testing.T, addr string, probe *exec.Cmd, tool, script string) {
 	t.Helper()
-	if out, err := probe.CombinedOutput(); err != nil {
-		msg := fmt.Sprintf("%s: %v %s(.ci/run installs it)", probe, err, out)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	requireTool(t, probe)
 	name := strings.TrimSuffix(filepath.Base(script), filepath.Ext(script))
 	root := fmt.Sprintf("/%s-%d", name, time.Now().UnixNano())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -25,20 +25,27 @@ type shell struct {
 func startShell(t *testing.T, cmd *exec.Cmd) *shell {
 	t.Helper()
 	s := &shell{out: &zktest.Buffer{}}
-	var err error
-	if s.stdin, err = cmd.StdinPipe(); err != nil {
+	cmd.Stdout, cmd.Stderr = s.out, s.out
+	s.stdin = startPiped(t, cmd)
+	return s
+}
+
+// startPiped starts cmd with a pipe to its stdin, and kills it when the test ends.
+func startPiped(t *testing.T, cmd *exec.Cmd) io.WriteCloser {
+	t.Helper()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stdout, cmd.Stderr = s.out, s.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		s.stdin.Close()
+		stdin.Close()
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
-	return s
+	return stdin
 }
 
 // run sends one command and waits for want in what the shell printed since.

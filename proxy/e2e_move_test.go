@@ -200,23 +200,12 @@ type scripted struct {
 func startScript(t *testing.T, cmd *exec.Cmd) *scripted {
 	t.Helper()
 	s := &scripted{cmd: cmd, lines: make(chan string, 64), out: &zktest.Buffer{}}
-	var err error
-	if s.stdin, err = cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd.Stderr = s.out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		s.stdin.Close()
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
+	s.stdin = startPiped(t, cmd)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {

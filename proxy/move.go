@@ -124,6 +124,9 @@ func (s *Session) strand() (pings []int32, unsafe jute.OpCode) {
 		switch {
 		case e.answered:
 			e.replied = true
+			if e.keptLen > 0 {
+				s.keptWaiting--
+			}
 		case e.xid == jute.XidPing || e.op == jute.OpAuth:
 			// Clients match these outside their queue of requests. An auth packet is in
 			// the replay: it is answered now, as the old member (which processes auth
@@ -143,24 +146,14 @@ func (s *Session) strand() (pings []int32, unsafe jute.OpCode) {
 	return pings, unsafe
 }
 
-// hold keeps the client's frames while the session moves, answering its pings itself
-// (clients match ping replies by xid -2, outside their queue of requests).
-func (r *relay) hold(o *out, data []byte) (used int, end *ending) {
-	for {
-		frame, h, err := r.nextRequest(data[used:])
-		if err != nil {
-			return used, &ending{side: "client", err: err}
-		}
-		if frame == nil {
-			return used, nil
-		}
-		used += len(frame)
-		if h.Type == jute.OpPing {
-			o.client = appendReply(o.client, h.Xid, r.sess.zxid(), jute.ErrOK)
-			continue
-		}
-		r.held = append(r.held, frame...)
+// hold keeps a client frame while the session moves, answering a ping itself (clients
+// match ping replies by xid -2, outside their queue of requests).
+func (r *relay) hold(o *out, h jute.RequestHeader, frame []byte) {
+	if h.Type == jute.OpPing {
+		o.client = appendReply(o.client, h.Xid, r.sess.zxid(), jute.ErrOK)
+		return
 	}
+	r.held = append(r.held, frame...)
 }
 
 // attached resumes the session on the member the driver connected it to: the replay, the

@@ -73,6 +73,9 @@ func TestRelayMove(t *testing.T) {
 	if got := reqXids(hs); !slices.Equal(got, []int32{jute.XidAuth, jute.XidSetWatches, 6, 7}) {
 		t.Fatalf("to the new member: %v, want auth, setWatches, the read in flight, the held read", got)
 	}
+	if want := getData(6, "/x", false)[4+jute.RequestHeaderLen:]; !bytes.Equal(bodies[2], want) {
+		t.Fatalf("the read in flight went out again as %q, want %q", bodies[2], want)
+	}
 	var sw jute.SetWatches2
 	if hs[1].Type != jute.OpSetWatches2 || jute.Decode(bodies[1], &sw) != nil {
 		t.Fatalf("replay: %v", hs[1])

@@ -63,10 +63,9 @@ func (r *relay) heldBytes() int { return len(r.held) }
 // returns how many bytes they took. It decodes each request header and records the
 // request in the session's FIFO before the driver sends it (so the reply cannot overtake
 // it); the frames of one read enter the FIFO together and share one arrival time.
+//
+// While the session moves, frames are held instead (see hold).
 func (r *relay) fromClient(o *out, data []byte, now time.Time) (used int, end *ending) {
-	if r.state == moving {
-		return r.hold(o, data)
-	}
 	batch := o.batch[:0]
 	defer func() { o.batch = r.enqueue(o, batch) }()
 	for {
@@ -78,6 +77,10 @@ func (r *relay) fromClient(o *out, data []byte, now time.Time) (used int, end *e
 			return used, nil
 		}
 		used += len(frame)
+		if r.state == moving {
+			r.hold(o, h, frame)
+			continue
+		}
 		f, end := r.note(o, h, frame, now)
 		if end != nil {
 			return used, end
@@ -176,18 +179,13 @@ func (r *relay) note(o *out, h jute.RequestHeader, frame []byte, start time.Time
 	case jute.OpSetWatches:
 		var req jute.SetWatches
 		if jute.Decode(body, &req) == nil {
-			r.sess.addWatches(req.DataWatches, watchData)
-			r.sess.addWatches(req.ExistWatches, watchExist)
-			r.sess.addWatches(req.ChildWatches, watchChild)
+			r.sess.addWatchLists(jute.SetWatches2{DataWatches: req.DataWatches, ExistWatches: req.ExistWatches,
+				ChildWatches: req.ChildWatches})
 		}
 	case jute.OpSetWatches2:
 		var req jute.SetWatches2
 		if jute.Decode(body, &req) == nil {
-			r.sess.addWatches(req.DataWatches, watchData)
-			r.sess.addWatches(req.ExistWatches, watchExist)
-			r.sess.addWatches(req.ChildWatches, watchChild)
-			r.sess.addWatches(req.PersistentWatches, watchPersistent)
-			r.sess.addWatches(req.PersistentRecursiveWatches, watchRecursive)
+			r.sess.addWatchLists(req)
 		}
 	}
 	return f, nil

@@ -28,6 +28,9 @@ func FuzzRelay(f *testing.F) {
 		if held := g.srv.brk.Held(); held != 0 {
 			t.Fatalf("%d breaker permits never released", held)
 		}
+		if s := g.r.sess; s.keep != nil || s.keptWaiting != 0 {
+			t.Fatalf("kept request bytes outlive the session (%d waiting)", s.keptWaiting)
+		}
 	})
 }
 

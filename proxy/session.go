@@ -77,6 +77,7 @@ type Session struct {
 	owed        int        // fifo[:owed] all have their answers; the client is owed fifo[owed]
 	keep        *[]byte    // frames of repeatable requests in flight (pooled; nil when none)
 	keepOff     int64      // running offset of (*keep)[0]
+	keptWaiting int        // FIFO entries with kept bytes that wait for a reply
 	auth        [][]byte   // distinct auth packets (AuthPacket bodies), for a move's replay
 	authBytes   int
 	sasl        bool // the session used SASL: a move cannot replay it
@@ -120,6 +121,7 @@ func (s *Session) pushLocked(f inflight) {
 	if f.frame != nil {
 		f.kept, f.keptLen = s.keepFrame(f.frame), int32(len(f.frame))
 		f.frame = nil
+		s.keptWaiting++
 	}
 	if n := len(s.fifo); n == cap(s.fifo) && n > 0 && cap(s.backing)-cap(s.fifo) >= n {
 		old := s.fifo // disjoint from backing[:n]: the gap in front is at least n
@@ -185,6 +187,9 @@ func (s *Session) pop(h jute.ReplyHeader, now time.Time) (f inflight, forward bo
 	}
 	e := &s.fifo[idx]
 	e.replied = true
+	if e.keptLen > 0 {
+		s.keptWaiting--
+	}
 	e.held = s.waitedOnClient(e.start)
 	forward = !e.answered
 	e.answered = true
@@ -263,7 +268,7 @@ func (s *Session) drain() []inflight {
 			out = append(out, e.handOut())
 		}
 	}
-	s.fifo, s.scanned, s.owed = nil, 0, 0
+	s.fifo, s.scanned, s.owed, s.keptWaiting = nil, 0, 0, 0
 	s.trimKept()
 	return out
 }
