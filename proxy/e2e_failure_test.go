@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
+	"github.com/zkgate/zkgate/breaker"
 	"github.com/zkgate/zkgate/internal/zktest"
 	"github.com/zkgate/zkgate/jute"
 	"github.com/zkgate/zkgate/proxy"
@@ -29,35 +30,69 @@ func memberOf(t *testing.T, g *gate, session int64) string {
 }
 
 // A write in flight cannot be sent again (it may have been applied): when its member is
-// lost, zkgate closes the client instead of moving the session, and the client reconnects
-// through zkgate to its session, ephemeral intact.
+// lost, zkgate closes the client instead of moving the session. Every client library
+// then reconnects through zkgate to its session: ephemeral, watches and id intact.
 func TestWriteInFlightClosesThenReconnects(t *testing.T) {
 	ens := zktest.Start(t, zktest.Config{Members: 3})
-	g := startGate(t, ens, proxy.Config{})
-	c, events := connect(t, g.addr)
-	acl := zk.WorldACL(zk.PermAll)
-	if _, err := c.Create("/survivor", nil, zk.FlagEphemeral, acl); err != nil {
-		t.Fatal(err)
-	}
-	sid := c.SessionID()
-	victim := memberAt(t, ens, memberOf(t, g, sid))
-	if err := victim.Pause(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { victim.Resume() })
-	written := make(chan error, 1)
-	go func() { _, err := c.Set("/survivor", []byte("x"), -1); written <- err }()
-	waitEvent(t, events, zk.StateDisconnected, 10*time.Second)
-	waitEvent(t, events, zk.StateHasSession, 10*time.Second)
-	if c.SessionID() != sid {
-		t.Fatalf("session changed: 0x%x -> 0x%x", sid, c.SessionID())
-	}
-	g.waitLog(t, 5*time.Second, "session could not move", "a setData was in flight", fmt.Sprintf("0x%x", sid))
-	if err := <-written; err == nil {
-		t.Log("the write was answered before the close")
-	}
-	if ok, st, err := c.Exists("/survivor"); err != nil || !ok || st.EphemeralOwner != sid {
-		t.Fatalf("ephemeral after the reconnect: %v %+v %v", ok, st, err)
+	g := startGate(t, ens, proxy.Config{}, withEjection(func(c *breaker.EjectionConfig) {
+		c.BaseTime, c.MaxTime = 500*time.Millisecond, 500*time.Millisecond
+	}))
+	for _, kind := range moveClients {
+		t.Run(kind.name, func(t *testing.T) {
+			root := "/inflight-" + kind.name
+			leader, err := ens.Leader()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctl, _ := connect(t, leader.ClientAddr)
+			if _, err := ctl.Create(root, []byte("a"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+				t.Fatal(err)
+			}
+			cl := kind.start(t, ens, g.addr, root)
+			_, st, err := ctl.Get(root + "/eph")
+			if err != nil {
+				t.Fatal(err)
+			}
+			sid := st.EphemeralOwner
+			victim := memberAt(t, ens, sessionMember(g, sid))
+			if err := victim.Pause(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				victim.Resume()
+				if err := ens.WaitReady(zktest.Ctx(t, 30*time.Second)); err != nil {
+					t.Error(err)
+				}
+				zktest.WaitFor(t, 10*time.Second, "zkgate sees every member serving", func() bool {
+					return len(proxy.Route(proxy.RouteInput{View: g.mon.View(), Policy: proxy.Any, Excluded: g.srv.Ejector().Excluded()})) == 3
+				})
+			})
+			cl.write(t)
+			g.waitLog(t, 10*time.Second, "session could not move", "was in flight", fmt.Sprintf("0x%x", sid))
+			zktest.WaitFor(t, 20*time.Second, "the client back on its session", func() bool {
+				m := sessionMember(g, sid)
+				return m != "" && m != victim.ClientAddr
+			})
+			if _, st, err := ctl.Get(root + "/eph"); err != nil || st.EphemeralOwner != sid {
+				t.Errorf("ephemeral after the reconnect: %+v %v", st, err)
+			}
+			if _, err := ctl.Set(root, []byte("b"), -1); err != nil {
+				t.Fatal(err)
+			}
+			rep := cl.report(t)
+			if len(rep.disconnects) == 0 {
+				t.Error("the client did not see its connection close")
+			}
+			if rep.session != 0 && rep.session != sid {
+				t.Errorf("session 0x%x after the reconnect, was 0x%x", rep.session, sid)
+			}
+			switch {
+			case kind.dropsWatches:
+				t.Logf("%s dropped its watches on the disconnect, as it does directly", kind.name)
+			case !rep.watchFired:
+				t.Error("the watch the client re-registered did not fire")
+			}
+		})
 	}
 }
 

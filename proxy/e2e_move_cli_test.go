@@ -20,6 +20,7 @@ type shell struct {
 	disconnect []string
 	fired      string
 	mark       int // output before this offset was there before the move
+	root       string
 }
 
 func startShell(t *testing.T, cmd *exec.Cmd) *shell {
@@ -58,6 +59,8 @@ func (s *shell) run(t *testing.T, command, want string) {
 	})
 }
 
+func (s *shell) write(*testing.T) { io.WriteString(s.stdin, "set "+s.root+" w\n") }
+
 func (s *shell) report(t *testing.T) moveReport {
 	t.Helper()
 	var rep moveReport
@@ -84,6 +87,7 @@ func startZkCli(t *testing.T, ens *zktest.Ensemble, addr, root string) movingCli
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	s := startShell(t, ens.Install().JavaCLI(ctx, addr))
+	s.root = root
 	s.disconnect = []string{"state:Disconnected", "state:Expired"}
 	s.fired = "type:NodeDataChanged path:" + root
 	s.run(t, "create -e "+root+"/eph e", "Created "+root+"/eph")
@@ -97,6 +101,7 @@ func startZkCli(t *testing.T, ens *zktest.Ensemble, addr, root string) movingCli
 func startCliMT(t *testing.T, _ *zktest.Ensemble, addr, root string) movingClient {
 	cli := zktest.RequireCClient(t)
 	s := startShell(t, exec.Command(cli, "-h", addr))
+	s.root = root
 	s.disconnect = []string{"CONNECTING_STATE", "ASSOCIATING_STATE", "EXPIRED_SESSION_STATE"}
 	s.fired = "CHANGED_EVENT"
 	zktest.WaitFor(t, 20*time.Second, "cli_mt connected", func() bool {

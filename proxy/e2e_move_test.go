@@ -28,20 +28,24 @@ type moveReport struct {
 // movingClient holds a session through zkgate with an ephemeral ROOT/eph and a data watch
 // on ROOT; report is called after the member was lost and ROOT changed.
 type movingClient interface {
+	write(t *testing.T) // set ROOT, without waiting for the answer
 	report(t *testing.T) moveReport
 }
 
 type moveClientKind struct {
 	name  string
 	start func(t *testing.T, ens *zktest.Ensemble, addr, root string) movingClient
+	// dropsWatches: on any disconnect the library fires its watchers with type NONE and
+	// forgets them (kazoo 2.8, KazooClient._reset_watchers), instead of re-registering.
+	dropsWatches bool
 }
 
 var moveClients = []moveClientKind{
-	{"go-zookeeper", startGoZK},
-	{"kazoo", startKazoo},
-	{"node", startNode},
-	{"zkCli", startZkCli},
-	{"cli_mt", startCliMT},
+	{"go-zookeeper", startGoZK, false},
+	{"kazoo", startKazoo, true},
+	{"node", startNode, false},
+	{"zkCli", startZkCli, false},
+	{"cli_mt", startCliMT, false},
 }
 
 // A member lost under idle sessions, by kill -9 or by SIGSTOP (seen by health): every
@@ -151,6 +155,7 @@ func memberAt(t *testing.T, ens *zktest.Ensemble, addr string) *zktest.Member {
 
 // goZK is a go-zookeeper session.
 type goZK struct {
+	root   string
 	c      *zk.Conn
 	events <-chan zk.Event
 	watch  <-chan zk.Event
@@ -165,8 +170,10 @@ func startGoZK(t *testing.T, _ *zktest.Ensemble, addr, root string) movingClient
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &goZK{c: c, events: events, watch: watch}
+	return &goZK{root: root, c: c, events: events, watch: watch}
 }
+
+func (g *goZK) write(*testing.T) { go g.c.Set(g.root, []byte("w"), -1) }
 
 func (g *goZK) report(t *testing.T) moveReport {
 	rep := moveReport{session: g.c.SessionID()}
@@ -237,6 +244,8 @@ func (s *scripted) expect(t *testing.T, prefix string, d time.Duration) string {
 	}
 }
 
+func (s *scripted) write(*testing.T) { io.WriteString(s.stdin, "write\n") }
+
 func (s *scripted) report(t *testing.T) moveReport {
 	t.Helper()
 	io.WriteString(s.stdin, "go\n")
@@ -248,6 +257,9 @@ func (s *scripted) report(t *testing.T) moveReport {
 		rep.disconnects = strings.Fields(st)
 	}
 	s.expect(t, "DONE", 10*time.Second)
+	if !rep.watchFired || len(rep.disconnects) > 0 {
+		t.Logf("client output:\n%s", s.out)
+	}
 	return rep
 }
 

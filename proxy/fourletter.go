@@ -118,6 +118,8 @@ func (s *Server) writeMntr(b *strings.Builder) {
 	kv("zkgate_bytes_sent", t.BytesOut)
 	kv("zkgate_coalesce_waits", t.Coalesced)
 	kv("zkgate_coalesce_ms", t.CoalescedFor.Milliseconds())
+	kv("zkgate_session_moves", t.Moves)
+	kv("zkgate_session_moves_closed", t.MovesClosed)
 	kv("zkgate_members", len(v.Members))
 	kv("zkgate_members_serving", serving)
 	kv("zkgate_members_ejected", ejected)

@@ -57,11 +57,15 @@ func (g *gsession) abort(_ *conn, reason string) {
 	g.finish(ending{side: "zkgate", reason: reason})
 }
 
-func (g *gsession) lose(_ *conn, why string) {
+func (g *gsession) lose(_ *conn, why string) { g.loseConn(nil, why) }
+
+// loseConn closes the member connection (nc, or whichever it is when nil) for why; its
+// reader moves the session.
+func (g *gsession) loseConn(nc net.Conn, why string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.closed || g.mq.conn == nil {
-		return
+	if g.closed || g.mq.conn == nil || nc != nil && g.mq.conn != nc {
+		return // gone already, or replaced by a move
 	}
 	g.loseWhy = why
 	g.mq.conn.Close() // its reader moves the session
@@ -257,7 +261,7 @@ func (g *gsession) write(ob *outbox, member bool) {
 			continue
 		}
 		if member {
-			g.lose(g.c, "writing to the member: "+err.Error())
+			g.loseConn(nc, "writing to the member: "+err.Error())
 			continue
 		}
 		g.finish(ending{side: "client", err: err})

@@ -175,6 +175,7 @@ func (r *relay) attached(o *out, member string, resp *jute.ConnectResponse, now 
 	resent := r.resend(o, now)
 	r.state = relaying
 	took := now.Sub(r.lostAt)
+	r.srv.moves.Add(1)
 	r.srv.obs.Moved(from, member, MovedOK, took)
 	r.srv.log.Info().Str("session", fmt.Sprintf("0x%x", r.sess.id)).Str("client", r.sess.Client).
 		Str("from", from).Str("to", member).Str("why", r.lostWhy).Dur("took", took).
@@ -224,6 +225,7 @@ func (r *relay) overdue(o *out, now time.Time) *ending {
 func (r *relay) abandoned(outcome string, now time.Time) {
 	if r.state == moving {
 		r.state = relaying
+		r.srv.movesClosed.Add(1)
 		r.srv.obs.Moved(r.lost, "", outcome, now.Sub(r.lostAt))
 	}
 }
@@ -233,6 +235,7 @@ func (r *relay) moveEnded(o *out, outcome, why string, now time.Time) *ending {
 	answered := r.closeAnswering(o)
 	r.state = relaying
 	r.held = nil
+	r.srv.movesClosed.Add(1)
 	r.srv.obs.Moved(r.lost, "", outcome, now.Sub(r.lostAt))
 	r.srv.log.Info().Str("session", fmt.Sprintf("0x%x", r.sess.id)).Str("client", r.sess.Client).
 		Str("from", r.lost).Str("why", r.lostWhy).Str("outcome", outcome).Int("answered_with_reject_code", answered).

@@ -117,6 +117,8 @@ type Server struct {
 	lstop  sync.Once
 	// the loops' coalescing waits (Totals)
 	coalesced, coalescedFor atomic.Int64
+	// session moves done and refused (Totals)
+	moves, movesClosed atomic.Int64
 
 	mu        sync.Mutex // guards below
 	listeners map[net.Listener]struct{}

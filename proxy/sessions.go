@@ -89,6 +89,9 @@ type Totals struct {
 	// Coalesced counts the relay loops' waits to gather frames, CoalescedFor their length.
 	Coalesced    uint64
 	CoalescedFor time.Duration
+	// Moves counts sessions moved to another member; MovesClosed, those whose client was
+	// closed instead.
+	Moves, MovesClosed uint64
 }
 
 // Totals sums the live sessions and the ended ones.
@@ -97,6 +100,7 @@ func (s *Server) Totals() Totals {
 	t := s.retired
 	t.Connections = len(s.conns)
 	t.Coalesced, t.CoalescedFor = uint64(s.coalesced.Load()), time.Duration(s.coalescedFor.Load())
+	t.Moves, t.MovesClosed = uint64(s.moves.Load()), uint64(s.movesClosed.Load())
 	live := make([]*Session, 0, len(s.conns))
 	for cn := range s.conns {
 		if cn.sess != nil {

@@ -1,7 +1,8 @@
 """A kazoo session that zkgate moves to another member: it holds an ephemeral and a data
 watch, then waits (the test kills or pauses its member meanwhile) and reports what it
-saw. Usage: python3 kazoo_move.py HOST:PORT ROOT. Prints READY 0x<session>, reads a line
-from stdin, then SESSION, EPHEMERAL, STATES, WATCH lines and DONE."""
+saw. Usage: python3 kazoo_move.py HOST:PORT ROOT. Prints READY 0x<session>, then reads
+lines from stdin: "write" sets ROOT without waiting for the answer; "go" prints SESSION,
+EPHEMERAL, WATCH and STATES lines and DONE, and exits."""
 import sys
 import threading
 
@@ -25,7 +26,12 @@ def watcher(ev):
 
 zk.get(root, watch=watcher)
 print("READY 0x%x" % sid, flush=True)
-sys.stdin.readline()
+for line in sys.stdin:
+    if line.strip() == "write":
+        zk.set_async(root, b"w")
+    else:
+        break
+zk.retry(zk.exists, root)  # back on a session, if the client had to reconnect
 print("SESSION 0x%x" % zk.client_id[0], flush=True)
 _, stat = zk.get(root + "/eph")
 print("EPHEMERAL owner=0x%x" % stat.ephemeralOwner, flush=True)

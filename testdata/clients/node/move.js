@@ -1,7 +1,8 @@
 // A node-zookeeper-client session that zkgate moves to another member: it holds an
 // ephemeral and a data watch, then waits (the test kills or pauses its member meanwhile)
 // and reports what it saw. Usage: node move.js HOST:PORT ROOT. Prints READY 0x<session>,
-// reads a line from stdin, then SESSION, EPHEMERAL, STATES, WATCH lines and DONE.
+// then reads lines from stdin: "write" sets ROOT without waiting for the answer; "go"
+// prints SESSION, EPHEMERAL, WATCH and STATES lines and DONE, and exits.
 'use strict';
 const zookeeper = require('node-zookeeper-client');
 const readline = require('readline');
@@ -32,8 +33,18 @@ async function main() {
   const seen = states.length;
   console.log('READY 0x' + sid);
   const rl = readline.createInterface({ input: process.stdin });
-  await new Promise((resolve) => rl.once('line', resolve));
+  await new Promise((resolve) => rl.on('line', (line) => {
+    if (line.trim() === 'write') {
+      zk.setData(root, Buffer.from('w'), -1, () => {});
+    } else {
+      resolve();
+    }
+  }));
   rl.close();
+  // back on a session, if the client had to reconnect
+  for (let i = 0; i < 100 && zk.getState() !== zookeeper.State.SYNC_CONNECTED; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
   console.log('SESSION 0x' + zk.getSessionId().toString('hex'));
   const [, stat] = await call(zk, 'getData', root + '/eph');
   console.log('EPHEMERAL owner=0x' + stat.ephemeralOwner.toString('hex'));
