@@ -284,13 +284,6 @@ func (l *loop) watch(e *end, events uint32) {
 	}
 }
 
-func (e *end) side() string {
-	if e.member {
-		return "member"
-	}
-	return "client"
-}
-
 // sweep closes clients silent for 1.5 session timeouts (a host that vanished without a
 // FIN), sockets that took no bytes for as long (a peer that stopped reading), and moves
 // past their deadline.
