@@ -63,10 +63,13 @@ func (s *Server) redial(ctx context.Context, m *moveOrder) moveResult {
 		for _, member := range s.moveTargets(m, excluded) {
 			nc, resp, err := s.moveDial(ctx, member, raw)
 			if err != nil {
+				last = err
+				if ctx.Err() != nil {
+					break // the move's own deadline, not the member's failure
+				}
 				s.obs.ConnectFailed(member, err)
 				s.brk.ConnectFailed()
 				s.ej.ConnectFailed(member)
-				last = err
 				continue
 			}
 			s.ej.Connected(member)
