@@ -30,15 +30,28 @@ func Start(tb testing.TB, cfg Config) *Ensemble {
 	return e
 }
 
-// Require returns the shared ensemble made by Main, skipping (or failing under CI=true) the
-// test when Main could not start one.
-func Require(tb testing.TB, shared *Ensemble) *Ensemble {
+// Require returns the package's shared ensemble, starting it on the first call (so that
+// a run of tests that need none, such as the relay's, starts no ZooKeeper). Without
+// ZooKeeper installed the test skips, or fails under CI=true.
+func Require(tb testing.TB, _ *Ensemble) *Ensemble {
 	tb.Helper()
-	if shared == nil {
+	if mainShared == nil {
+		tb.Fatal("zktest: Require without zktest.Main in TestMain")
+	}
+	mainOnce.Do(func() {
+		e, err := New(mainCfg)
+		if err != nil {
+			mainErr = err
+			fmt.Fprintf(os.Stderr, "zktest: shared ensemble: %v\n", err)
+			return
+		}
+		*mainShared = e
+	})
+	if *mainShared == nil {
 		missing(tb, mainErr)
 		tb.Fatalf("no shared ensemble: %v", mainErr)
 	}
-	return shared
+	return *mainShared
 }
 
 func missing(tb testing.TB, err error) {
@@ -48,26 +61,28 @@ func missing(tb testing.TB, err error) {
 	}
 }
 
-var mainErr error
+var (
+	mainErr    error
+	mainCfg    Config
+	mainShared **Ensemble
+	mainOnce   sync.Once
+)
 
-// Main starts a shared ensemble for a package's tests, runs them, stops the ensemble and
-// returns the exit code for os.Exit. Without ZooKeeper installed it runs the tests with
-// *shared == nil (they skip through Require), unless CI=true, where it returns 1 at once.
+// Main runs a package's tests with a shared ensemble that the first Require starts, stops
+// it after them and returns the exit code for os.Exit. Without ZooKeeper installed and
+// CI=true it returns 1 at once.
 func Main(m *testing.M, cfg Config, shared **Ensemble) int {
-	e, err := New(cfg)
-	if err != nil {
-		mainErr = err
-		fmt.Fprintf(os.Stderr, "zktest: shared ensemble: %v\n", err)
-		if inCI() || !errors.Is(err, ErrNotInstalled) {
-			return 1
-		}
-		return m.Run()
+	if _, err := Locate(); err != nil && inCI() {
+		fmt.Fprintf(os.Stderr, "zktest: %v\n", err)
+		return 1
 	}
-	*shared = e
-	defer e.Close()
+	mainCfg, mainShared = cfg, shared
 	code := m.Run()
-	if code != 0 {
-		fmt.Fprintf(os.Stderr, "shared ensemble logs:\n%s", e.Logs(40))
+	if e := *shared; e != nil {
+		if code != 0 {
+			fmt.Fprintf(os.Stderr, "shared ensemble logs:\n%s", e.Logs(40))
+		}
+		e.Close()
 	}
 	return code
 }
