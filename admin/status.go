@@ -24,16 +24,20 @@ type Status struct {
 
 // EnsembleStatus is one ensemble in the status.
 type EnsembleStatus struct {
-	Name     string         `json:"name"`
-	Listen   string         `json:"listen"`
-	Ready    bool           `json:"ready"` // a new session can be placed now
-	Quorum   bool           `json:"quorum"`
-	Leader   string         `json:"leader"`
-	Breaker  BreakerStatus  `json:"breaker"`
-	Sessions int            `json:"sessions"`
-	Requests uint64         `json:"requests"`
-	Replies  uint64         `json:"replies"`
-	Members  []MemberStatus `json:"members"`
+	Name     string        `json:"name"`
+	Listen   string        `json:"listen"`
+	Ready    bool          `json:"ready"` // a new session can be placed now
+	Quorum   bool          `json:"quorum"`
+	Leader   string        `json:"leader"`
+	Breaker  BreakerStatus `json:"breaker"`
+	Sessions int           `json:"sessions"`
+	Requests uint64        `json:"requests"`
+	Replies  uint64        `json:"replies"`
+	// SessionMoves counts sessions moved off a lost member; SessionMovesClosed, those
+	// whose client was closed instead (it reconnected through zkgate).
+	SessionMoves       uint64         `json:"session_moves"`
+	SessionMovesClosed uint64         `json:"session_moves_closed"`
+	Members            []MemberStatus `json:"members"`
 }
 
 // BreakerStatus is the ensemble breaker.
@@ -130,6 +134,7 @@ func ensembleStatus(e Ensemble) EnsembleStatus {
 	es := EnsembleStatus{
 		Name: e.Name, Listen: e.Listen, Ready: e.Server.CanServe(), Quorum: v.Quorum, Leader: v.Leader,
 		Sessions: t.Sessions, Requests: t.Requests, Replies: t.Replies,
+		SessionMoves: t.Moves, SessionMovesClosed: t.MovesClosed,
 		Breaker: BreakerStatus{State: brk.State().String(), Enabled: brk.Config().Enabled, Summary: brk.Summary(),
 			Requests: req, Failures: fail, History: brk.History()},
 	}
@@ -247,7 +252,7 @@ td,th{border:1px solid #ddd;padding:3px 9px;text-align:left} th{background:#f0f0
  {{if .Ready}}<span class="ok">ready</span>{{else}}<span class="bad">not ready</span>{{end}}</h2>
 <div>breaker <span class="{{if eq .Breaker.State "closed"}}ok{{else if eq .Breaker.State "open"}}bad{{else}}warn{{end}}">{{.Breaker.State}}</span>
  — {{.Breaker.Summary}} · quorum {{if .Quorum}}<span class="ok">yes</span>{{else}}<span class="bad">no</span>{{end}}
- · {{.Sessions}} sessions · {{printf "%.1f" $rate.PerSec}} requests/s ({{.Requests}} in all), mean reply {{printf "%.2f" $rate.MeanMs}} ms</div>
+ · {{.Sessions}} sessions · {{printf "%.1f" $rate.PerSec}} requests/s ({{.Requests}} in all), mean reply {{printf "%.2f" $rate.MeanMs}} ms · {{.SessionMoves}} sessions moved off lost members{{if .SessionMovesClosed}}, {{.SessionMovesClosed}} closed instead{{end}}</div>
 <table><tr><th>member</th><th>role</th><th>health</th><th>ejected</th><th>sessions</th><th>zxid</th><th>probe ms</th></tr>
 {{range .Members}}<tr><td>{{.Address}}</td><td>{{if .Mode}}{{.Mode}}{{else}}<span class="muted">unknown</span>{{end}}</td>
 <td class="{{if .Serving}}ok{{else}}bad{{end}}">{{.Status}}{{if .LastError}} <span class="muted">{{.LastError}}</span>{{end}}</td>

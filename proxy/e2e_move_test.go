@@ -127,6 +127,12 @@ func moveUnseen(t *testing.T, ens *zktest.Ensemble, driver string) {
 					t.Error("the watch set before the move did not fire on a later change")
 				}
 				g.waitLog(t, 5*time.Second, `"session moved"`, fmt.Sprintf("0x%x", sid))
+				if tot := g.srv.Totals(); tot.Moves == 0 {
+					t.Errorf("zkgate counts no move: %+v", tot)
+				}
+				if mntr := ask(t, g.addr, "mntr"); !strings.Contains(mntr, "zkgate_session_moves\t") {
+					t.Errorf("mntr has no zkgate_session_moves:\n%s", mntr)
+				}
 			})
 		}
 	}
