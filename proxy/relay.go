@@ -39,9 +39,10 @@ const (
 )
 
 // out is a driver's scratch for one input to a relay: the bytes it produced for each
-// side, which the driver sends and then empties. One out serves every session a driver
-// runs (one per loop), so an idle session holds no buffer. flight and latency are the
-// driver's running figures, which the relays keep up to date (coalescing reads them).
+// side, which the driver sends and then empties. An epoll loop has one for all its
+// sessions, so an idle session holds no buffer; the goroutine driver has one per session.
+// flight and latency are the driver's running figures, which the relays keep up to date
+// (coalescing reads them).
 type out struct {
 	client, member []byte
 	batch, owed    []inflight
