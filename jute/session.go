@@ -133,10 +133,16 @@ type SetWatches2 struct {
 // Append implements Record.
 func (r *SetWatches2) Append(dst []byte) []byte {
 	dst = AppendLong(dst, r.RelativeZxid)
-	for _, v := range [][]string{r.DataWatches, r.ExistWatches, r.ChildWatches, r.PersistentWatches, r.PersistentRecursiveWatches} {
-		dst = AppendStrings(dst, v)
+	for _, v := range r.Lists() {
+		dst = AppendStrings(dst, *v)
 	}
 	return dst
+}
+
+// Lists are the five watch lists in wire order: data, exist, child, persistent,
+// persistent recursive.
+func (r *SetWatches2) Lists() [5]*[]string {
+	return [5]*[]string{&r.DataWatches, &r.ExistWatches, &r.ChildWatches, &r.PersistentWatches, &r.PersistentRecursiveWatches}
 }
 
 // Read implements Record.

@@ -65,18 +65,11 @@ func (s *Server) releasePermits(entries []inflight, lost bool) {
 func (r *relay) settle(memberBroke bool) int {
 	entries := r.sess.drain()
 	r.srv.releasePermits(entries, memberBroke)
-	if memberBroke {
-		r.srv.lost(r.member, entries)
+	if memberBroke && len(entries) > 0 {
+		r.srv.obs.Lost(r.member, len(entries))
+		r.srv.ej.Lost(r.member, len(entries))
 	}
 	return len(entries)
-}
-
-// lost counts requests whose member connection died before their reply.
-func (s *Server) lost(member string, entries []inflight) {
-	if len(entries) > 0 {
-		s.obs.Lost(member, len(entries))
-		s.ej.Lost(member, len(entries))
-	}
 }
 
 // closeAnswering is how a session ends when its member is lost and it cannot move:

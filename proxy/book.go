@@ -74,13 +74,15 @@ func (s *Session) usedSASL() {
 
 // addWatchLists records the watches a client re-registers (SetWatches, SetWatches2).
 func (s *Session) addWatchLists(w jute.SetWatches2) {
-	for k, paths := range [][]string{watchData: w.DataWatches, watchExist: w.ExistWatches, watchChild: w.ChildWatches,
-		watchPersistent: w.PersistentWatches, watchRecursive: w.PersistentRecursiveWatches} {
-		for _, p := range paths {
-			s.addWatch(p, watchKind(k))
+	for i, paths := range w.Lists() {
+		for _, p := range *paths {
+			s.addWatch(p, listKind(i))
 		}
 	}
 }
+
+// listKind is the kind of watch in SetWatches2.Lists()[i].
+func listKind(i int) watchKind { return watchData + watchKind(i) }
 
 func (s *Session) addWatch(path string, k watchKind) {
 	s.mu.Lock()
@@ -148,21 +150,12 @@ func (s *Session) Watches() jute.SetWatches2 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := jute.SetWatches2{RelativeZxid: s.lastZxid}
+	lists := out.Lists()
 	for p, w := range s.watches {
-		if w.has(watchData) {
-			out.DataWatches = append(out.DataWatches, p)
-		}
-		if w.has(watchExist) {
-			out.ExistWatches = append(out.ExistWatches, p)
-		}
-		if w.has(watchChild) {
-			out.ChildWatches = append(out.ChildWatches, p)
-		}
-		if w.has(watchPersistent) {
-			out.PersistentWatches = append(out.PersistentWatches, p)
-		}
-		if w.has(watchRecursive) {
-			out.PersistentRecursiveWatches = append(out.PersistentRecursiveWatches, p)
+		for i, l := range lists {
+			if w.has(listKind(i)) {
+				*l = append(*l, p)
+			}
 		}
 	}
 	return out

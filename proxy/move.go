@@ -123,10 +123,7 @@ func (s *Session) strand() (pings []int32, unsafe jute.OpCode) {
 		}
 		switch {
 		case e.answered:
-			e.replied = true
-			if e.keptLen > 0 {
-				s.keptWaiting--
-			}
+			s.replied(e)
 		case e.xid == jute.XidPing || e.op == jute.OpAuth:
 			// Clients match these outside their queue of requests. An auth packet is in
 			// the replay: it is answered now, as the old member (which processes auth
@@ -275,29 +272,22 @@ func watchBatches(w jute.SetWatches2, limit int) []jute.SetWatches2 {
 	var out []jute.SetWatches2
 	// Empty lists, not null ones: the server reads null as a list it cannot iterate.
 	fresh := func() jute.SetWatches2 {
-		return jute.SetWatches2{RelativeZxid: w.RelativeZxid, DataWatches: []string{}, ExistWatches: []string{},
-			ChildWatches: []string{}, PersistentWatches: []string{}, PersistentRecursiveWatches: []string{}}
+		b := jute.SetWatches2{RelativeZxid: w.RelativeZxid}
+		for _, l := range b.Lists() {
+			*l = []string{}
+		}
+		return b
 	}
 	cur := fresh()
 	size, n := 0, 0
-	lists := []struct {
-		from []string
-		to   func(*jute.SetWatches2) *[]string
-	}{
-		{w.DataWatches, func(b *jute.SetWatches2) *[]string { return &b.DataWatches }},
-		{w.ExistWatches, func(b *jute.SetWatches2) *[]string { return &b.ExistWatches }},
-		{w.ChildWatches, func(b *jute.SetWatches2) *[]string { return &b.ChildWatches }},
-		{w.PersistentWatches, func(b *jute.SetWatches2) *[]string { return &b.PersistentWatches }},
-		{w.PersistentRecursiveWatches, func(b *jute.SetWatches2) *[]string { return &b.PersistentRecursiveWatches }},
-	}
-	for _, l := range lists {
-		for _, p := range l.from {
+	for i, from := range w.Lists() {
+		for _, p := range *from {
 			if n > 0 && size+len(p) > limit {
 				out = append(out, cur)
 				cur, size, n = fresh(), 0, 0
 			}
-			dst := l.to(&cur)
-			*dst = append(*dst, p)
+			to := cur.Lists()[i]
+			*to = append(*to, p)
 			size += len(p)
 			n++
 		}

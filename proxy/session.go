@@ -186,10 +186,7 @@ func (s *Session) pop(h jute.ReplyHeader, now time.Time) (f inflight, forward bo
 		return inflight{}, false, fmt.Errorf("%w: got xid %d, oldest in flight %d (%d in flight)", errXidMismatch, h.Xid, want, s.inFlightLocked())
 	}
 	e := &s.fifo[idx]
-	e.replied = true
-	if e.keptLen > 0 {
-		s.keptWaiting--
-	}
+	s.replied(e)
 	e.held = s.waitedOnClient(e.start)
 	forward = !e.answered
 	e.answered = true
@@ -206,6 +203,15 @@ func (s *Session) pop(h jute.ReplyHeader, now time.Time) (f inflight, forward bo
 	}
 	s.compact()
 	return f, forward, nil
+}
+
+// replied marks e as having had its member reply (or as needing none now), and its kept
+// bytes as no longer needed. The caller holds mu.
+func (s *Session) replied(e *inflight) {
+	e.replied = true
+	if e.keptLen > 0 {
+		s.keptWaiting--
+	}
 }
 
 // answerOwed marks the requests still owed an answer as answered, in order, and appends
