@@ -64,6 +64,7 @@ type Ensemble struct {
 	admit     ratelimiter.RateLimiter[any]
 	state     atomic.Int32 // mirrors cb's state, for the lock-free fast path
 	healthy   atomic.Bool  // health sees a quorum with a leader
+	byHealth  atomic.Bool  // the breaker is open because health saw no quorum or no leader
 	healthWhy atomic.Pointer[string]
 	reason    atomic.Pointer[string] // why the next transition happens, when zkgate forces it
 	held      atomic.Int64           // permits taken and not yet released
@@ -183,7 +184,11 @@ func (e *Ensemble) Refusing() bool {
 }
 
 // ObserveHealth takes the health verdict: without a quorum and a leader nothing can
-// work, so the breaker opens at once and stays open until health is back.
+// work, so the breaker opens at once and stays open until health is back. Opened by
+// health, it half-opens as soon as health is back: the cause is gone (an election
+// typically takes a second, and holding the breaker open for the rest of open_for turned
+// that second into open_for of rejects), and the half-open probes and admission rate
+// still give the ensemble room. Opened by the failure ratio, it stays open for open_for.
 func (e *Ensemble) ObserveHealth(ok bool, why string) {
 	if !e.cfg.Enabled {
 		return
@@ -196,18 +201,29 @@ func (e *Ensemble) ObserveHealth(ok bool, why string) {
 		return
 	}
 	if !ok {
+		if State(e.state.Load()) != Open {
+			e.byHealth.Store(true)
+		}
 		e.force(Open, "health: "+why)
 		return
 	}
-	e.log.Info().Str("health", why).Dur("open_remaining", e.cb.RemainingDelay()).Msg("health is back; half-open once the open time is over")
+	if !e.byHealth.Load() {
+		e.log.Info().Str("health", why).Dur("open_remaining", e.cb.RemainingDelay()).Msg("health is back; half-open once the open time is over")
+	}
 	e.Refresh()
 }
 
-// Refresh moves an open breaker to half-open once the open time is over and health
-// allows it. Acquire does this lazily too; Refresh makes the state visible without
-// traffic.
+// Refresh moves an open breaker to half-open once health allows it and the open time is
+// over (or health opened it). Acquire does this lazily too; Refresh makes the state
+// visible without traffic.
 func (e *Ensemble) Refresh() {
-	if State(e.state.Load()) == Open && e.healthy.Load() && e.cb.RemainingDelay() == 0 {
+	if State(e.state.Load()) != Open || !e.healthy.Load() {
+		return
+	}
+	switch {
+	case e.byHealth.Load():
+		e.force(HalfOpen, fmt.Sprintf("health is back (a quorum with a leader): probing with %d requests", e.cfg.HalfOpenProbes))
+	case e.cb.RemainingDelay() == 0:
 		e.force(HalfOpen, fmt.Sprintf("open for %v and health has a quorum: probing with %d requests", e.cfg.OpenFor, e.cfg.HalfOpenProbes))
 	}
 }
@@ -230,6 +246,9 @@ func (e *Ensemble) force(to State, why string) {
 func (e *Ensemble) changed(ev circuitbreaker.StateChangedEvent) {
 	from, to := State(ev.OldState), State(ev.NewState)
 	e.state.Store(int32(e.cb.State())) // the state now, even if listeners run out of order
+	if to != Open {
+		e.byHealth.Store(false)
+	}
 	why := ""
 	if p := e.reason.Swap(nil); p != nil {
 		why = *p

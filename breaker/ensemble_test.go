@@ -230,6 +230,34 @@ func TestEnsembleHealth(t *testing.T) {
 	if admitted == 0 {
 		t.Fatal("half-open admitted no session")
 	}
+
+	// Opened by health, it half-opens as soon as health is back, without waiting out
+	// open_for: an election's second must not become open_for of rejects.
+	slow := testConfig()
+	slow.OpenFor = time.Hour
+	e, logs = newTestEnsemble(t, slow)
+	e.ObserveHealth(false, "no leader")
+	e.ObserveHealth(true, "quorum")
+	if e.State() != HalfOpen {
+		t.Fatalf("state %v right after health came back; log:\n%s", e.State(), logs)
+	}
+	if h := e.History(); len(h) != 2 || !strings.Contains(h[1].Reason, "health is back") {
+		t.Fatalf("history %+v", h)
+	}
+	// Opened by the failure ratio, it stays open for open_for whatever health says.
+	for range 2 * slow.MinRequests {
+		if held, _ := e.Acquire(); held {
+			e.Release(jute.ErrConnectionLoss, time.Millisecond, true)
+		}
+	}
+	if e.State() != Open {
+		t.Fatalf("state %v after failed half-open probes", e.State())
+	}
+	e.ObserveHealth(true, "quorum")
+	e.Refresh()
+	if e.State() != Open {
+		t.Fatalf("state %v: a breaker opened by failures half-opened before open_for", e.State())
+	}
 }
 
 func TestEnsembleDisabled(t *testing.T) {

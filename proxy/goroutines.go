@@ -145,7 +145,7 @@ func (g *gsession) readMember(nc net.Conn) {
 		}
 		nc.Close()
 		in = nil
-		nc = g.move(fmt.Errorf("connection lost: %w", err))
+		nc = g.move(fmt.Errorf("%s%w", connLost, err))
 	}
 }
 

@@ -152,7 +152,7 @@ func (l *loop) readable(e *end, hup bool) {
 // member's moves it.
 func (l *loop) broken(e *end, err error) {
 	if e.member {
-		l.loseMember(e.c, "connection lost: "+err.Error())
+		l.loseMember(e.c, connLost+err.Error())
 		return
 	}
 	l.finish(e.c, ending{side: "client", err: err})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/zkgate/zkgate/jute"
@@ -47,7 +48,13 @@ type moveOrder struct {
 	req      jute.ConnectRequest
 	lost     string
 	deadline time.Time
+	// closedByMember: the lost member ended the connection itself (EOF, reset), as a
+	// member does when an election starts; not hung, down or ejected.
+	closedByMember bool
 }
+
+// connLost starts the why of a loss the member's connection reported itself.
+const connLost = "connection lost: "
 
 // moveResult is a member connection past its ConnectResponse, or why there is none.
 type moveResult struct {
@@ -89,7 +96,7 @@ func (r *relay) lose(o *out, now time.Time, why string) (*moveOrder, *ending) {
 	sasl := s.sasl
 	order := &moveOrder{lost: r.member, req: jute.ConnectRequest{LastZxidSeen: s.lastZxid,
 		TimeOut: int32(s.timeout / time.Millisecond), SessionID: s.id, Passwd: s.passwd,
-		ReadOnly: s.readOnly, HasReadOnly: s.hasReadOnly}}
+		ReadOnly: s.readOnly, HasReadOnly: s.hasReadOnly}, closedByMember: strings.HasPrefix(why, connLost)}
 	timeout := s.timeout
 	s.mu.Unlock()
 	switch {

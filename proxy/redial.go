@@ -48,19 +48,35 @@ func (s *Server) moveTargets(m *moveOrder, excluded map[string]bool) []string {
 
 // redial routes a moving session to a member other than the lost one, whose zxid has
 // caught up with the session's, and re-establishes it there. While no member takes it
-// (an election under way), it tries again until the move's deadline.
+// (an election under way), it tries again until the move's deadline. A lost member that
+// closed the connection itself (as every member does when an election starts) is tried
+// again after the first round, last, once health sees it serving: after the election it
+// is as good a home as any.
+//
+// A move's failed dials count in the metrics but not against the member (ejection) or
+// the ensemble (breaker): they are retries of one event, the loss, which health and the
+// sessions' own traffic already report. Counted, a thousand sessions retrying through an
+// election ejected a healthy member and left them nowhere to go.
 func (s *Server) redial(ctx context.Context, m *moveOrder) moveResult {
 	ctx, cancel := context.WithDeadline(ctx, m.deadline)
 	defer cancel()
 	raw := jute.AppendFrame(nil, &m.req)
 	var last error = errNoMember
-	for {
+	for round := 0; ; round++ {
 		excluded := maps.Clone(s.ej.Excluded())
 		if excluded == nil {
 			excluded = map[string]bool{}
 		}
+		retryLost := round > 0 && m.closedByMember && !excluded[m.lost]
 		excluded[m.lost] = true
-		for _, member := range s.moveTargets(m, excluded) {
+		targets := s.moveTargets(m, excluded)
+		if retryLost {
+			delete(excluded, m.lost)
+			if slices.Contains(s.moveTargets(m, excluded), m.lost) {
+				targets = append(targets, m.lost)
+			}
+		}
+		for _, member := range targets {
 			nc, resp, err := s.moveDial(ctx, member, raw)
 			if err != nil {
 				last = err
@@ -68,8 +84,6 @@ func (s *Server) redial(ctx context.Context, m *moveOrder) moveResult {
 					break // the move's own deadline, not the member's failure
 				}
 				s.obs.ConnectFailed(member, err)
-				s.brk.ConnectFailed()
-				s.ej.ConnectFailed(member)
 				continue
 			}
 			s.ej.Connected(member)

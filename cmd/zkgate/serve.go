@@ -61,7 +61,7 @@ func bindEnsembleFlags(f *pflag.FlagSet, e *config.Ensemble) {
 	f.UintVar(&b.MinRequests, "breaker-min-requests", b.MinRequests, "requests in the window before the ratio counts")
 	f.DurationVar(&b.Window, "breaker-window", b.Window, "failure-rate window")
 	f.DurationVar(&b.SlowCall, "breaker-slow-call", b.SlowCall, "a reply later than this counts as a failure")
-	f.DurationVar(&b.OpenFor, "breaker-open-for", b.OpenFor, "time open before half-open")
+	f.DurationVar(&b.OpenFor, "breaker-open-for", b.OpenFor, "time open before half-open, when failures opened it (opened by health, it half-opens when health is back)")
 	f.UintVar(&b.HalfOpenProbes, "breaker-half-open-probes", b.HalfOpenProbes, "successful probes that close the breaker")
 	f.Float64Var(&b.HalfOpenAdmission, "breaker-half-open-admission", b.HalfOpenAdmission, "new sessions per second while half-open")
 	f.Var(&b.RejectCode, "breaker-reject-code", "answer to refused requests: operation_timeout (-7), throttled (-127) or a number")

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// report is a whole run: every scenario's result and the hostile steps.
+type report struct {
+	command string
+	began   time.Time
+	took    time.Duration
+	direct  bool
+	results []*result
+	hostile []hostileResult
+}
+
+func (rep *report) ok() bool {
+	for _, r := range rep.results {
+		if !r.ok() {
+			return false
+		}
+	}
+	for _, h := range rep.hostile {
+		if len(h.problems) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func verdict(problems []string) string {
+	if len(problems) == 0 {
+		return "ok"
+	}
+	return "FAIL: " + strings.Join(problems, "; ")
+}
+
+// line is one scenario's summary for the terminal.
+func (res *result) line() string {
+	return fmt.Sprintf("%-16s linearizable=%s ops=%d unknown=%d (%s) creates=%d lost=%d ephemerals=%d lost=%d watches=%d missed=%d dup=%d expired=%d disconnects=%v loss=%v rejects=%v longest=%v moves=%d closed=%d: %s",
+		res.name, res.linear, res.ops, res.unknownOps, res.resolved, res.acked, res.lostCreates, res.ephemerals, res.lostEphemeral,
+		res.watches, res.missed, res.dup, res.expired, res.disconnects, res.failedLoss, res.failedRej,
+		res.longest.Round(time.Millisecond), res.moved, res.moveClosed, verdict(res.problems))
+}
+
+func byClass(m map[string]int) string {
+	return fmt.Sprintf("%d / %d / %d", m[classIdle], m[classRegister], m[classCreate])
+}
+
+// markdown renders the report's sections.
+func (rep *report) markdown() string {
+	var b strings.Builder
+	if len(rep.results) > 0 {
+		b.WriteString(rep.scenarioTable())
+	}
+	if len(rep.hostile) > 0 {
+		b.WriteString(rep.hostileTable())
+	}
+	return b.String()
+}
+
+func (rep *report) header(b *strings.Builder) {
+	fmt.Fprintf(b, "`%s` · %s · %s · took %v\n\n", rep.command, rep.began.UTC().Format("2006-01-02 15:04 UTC"),
+		machine(), rep.took.Round(time.Second))
+}
+
+func (rep *report) scenarioTable() string {
+	var b strings.Builder
+	target := "zkgate in front (defaults; 2 instances for kill-zkgate)"
+	if rep.direct {
+		target = "clients straight to the members (baseline)"
+	}
+	fmt.Fprintf(&b, "Target: %s. ", target)
+	rep.header(&b)
+	b.WriteString("| scenario | fault | linearizable (ops; unknown: took effect / did not / left to the checker) | acked creates (lost) | ephemerals (lost) | watches (missed, twice) | expired | disconnects idle / register / create | failed: connection loss | failed: reject code | longest unserved | zkgate moves (closed) | result |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rep.results {
+		moves := "–"
+		if !rep.direct {
+			moves = fmt.Sprintf("%d (%d)", r.moved, r.moveClosed)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s (%d; %d: %s) | %d (%d) | %d (%d) | %d (%d, %d) | %d | %s | %s | %s | %v | %s | %s |\n",
+			r.name, r.desc, r.linear, r.ops, r.unknownOps, r.resolved, r.acked, r.lostCreates, r.ephemerals, r.lostEphemeral,
+			r.watches, r.missed, r.dup, r.expired, byClass(r.disconnects), byClass(r.failedLoss), byClass(r.failedRej),
+			r.longest.Round(10*time.Millisecond), moves, verdict(r.problems))
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+// machine describes where the run happened.
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return fmt.Sprintf("%d CPUs (%s), Linux %s, %s", runtime.NumCPU(), model, strings.TrimSpace(string(kernel)), runtime.Version())
+}
+
+// write puts each section of the report between its markers in path, leaving the rest of
+// the file (the prose, the other sections) as it is. A missing marker pair is appended.
+func (rep *report) write(path string) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	text := string(old)
+	if len(rep.results) > 0 {
+		name := "scenarios"
+		if rep.direct {
+			name = "direct"
+		}
+		text = replaceSection(text, name, rep.scenarioTable())
+	}
+	if len(rep.hostile) > 0 {
+		text = replaceSection(text, "hostile", rep.hostileTable())
+	}
+	return os.WriteFile(path, []byte(text), 0o644)
+}
+
+func replaceSection(text, name, body string) string {
+	begin, end := "<!-- reliability:"+name+" -->\n", "<!-- /reliability:"+name+" -->\n"
+	i := strings.Index(text, begin)
+	j := strings.Index(text, end)
+	if i < 0 || j < i {
+		return text + "\n" + begin + body + end
+	}
+	return text[:i+len(begin)] + body + text[j:]
+}
+
+func (rep *report) hostileTable() string {
+	var b strings.Builder
+	b.WriteString("Target: one zkgate (defaults, but `--handshake-timeout 60s` so the stalled connections are still held when measured) in front of 3 members; 10 witness sessions read and write through it during every step. ")
+	rep.header(&b)
+	b.WriteString("| step | what | figures | witness ops (failed, p99) | result |\n|---|---|---|---|---|\n")
+	for _, h := range rep.hostile {
+		fmt.Fprintf(&b, "| %s | %s | %s | %d (%d, %v) | %s |\n", h.name, h.what, h.figures, h.witness.ops,
+			h.witness.failed, h.witness.p99, verdict(h.problems))
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+func (r resolution) String() string {
+	return fmt.Sprintf("%d / %d / %d", r.happened, r.dropped, r.ambiguous)
+}
