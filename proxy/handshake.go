@@ -106,8 +106,13 @@ func (c *conn) place(raw []byte, req *jute.ConnectRequest, deadline time.Time) e
 			errs = append(errs, errors.New("handshake deadline passed"))
 			break
 		}
-		server, resp, respFrame, err := s.dialMember(ctx, member, raw)
+		server, resp, respFrame, err := s.dialBounded(ctx, s.placing, member, raw)
 		if err != nil {
+			if ctx.Err() != nil {
+				// The client's handshake deadline, not the member's failure.
+				errs = append(errs, err)
+				break
+			}
 			s.obs.ConnectFailed(member, err)
 			s.brk.ConnectFailed()
 			s.ej.ConnectFailed(member)

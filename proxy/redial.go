@@ -12,21 +12,25 @@ import (
 	"github.com/zkgate/zkgate/jute"
 )
 
-// moveDials bounds the member connects of moves under way at once: a member lost under
-// a thousand sessions must not turn into a thousand SYNs at another member's accept
-// queue (it holds about 50; past it connects wait a second for the SYN to be resent).
-const moveDials = 32
+// moveDials and placeDials bound the member connects under way at once, for moves and
+// for new sessions apart, so that neither starves the other. A member lost under a
+// thousand sessions, or ten thousand clients connecting at once, must not turn into as
+// many SYNs at a member's accept queue: ZooKeeper's holds 50, and past it connects wait a
+// second for the SYN to be resent, fail, and count against a healthy member.
+const (
+	moveDials  = 32
+	placeDials = 32
+)
 
-// moveDial is dialMember for a move, within the bound on concurrent move dials.
-func (s *Server) moveDial(ctx context.Context, member string, raw []byte) (net.Conn, *jute.ConnectResponse, error) {
+// dialBounded is dialMember within one of the bounds on concurrent connects.
+func (s *Server) dialBounded(ctx context.Context, slots chan struct{}, member string, raw []byte) (net.Conn, *jute.ConnectResponse, []byte, error) {
 	select {
-	case s.dials <- struct{}{}:
+	case slots <- struct{}{}:
 	case <-ctx.Done():
-		return nil, nil, fmt.Errorf("member %s: waiting to dial: %w", member, ctx.Err())
+		return nil, nil, nil, fmt.Errorf("member %s: waiting to dial: %w", member, ctx.Err())
 	}
-	defer func() { <-s.dials }()
-	nc, resp, _, err := s.dialMember(ctx, member, raw)
-	return nc, resp, err
+	defer func() { <-slots }()
+	return s.dialMember(ctx, member, raw)
 }
 
 // moveTargets lists the members to try for a move, best first: those health saw caught
@@ -77,7 +81,7 @@ func (s *Server) redial(ctx context.Context, m *moveOrder) moveResult {
 			}
 		}
 		for _, member := range targets {
-			nc, resp, err := s.moveDial(ctx, member, raw)
+			nc, resp, _, err := s.dialBounded(ctx, s.dials, member, raw)
 			if err != nil {
 				last = err
 				if ctx.Err() != nil {

@@ -98,23 +98,24 @@ type ViewSource interface{ View() *health.View }
 
 // Server serves one ensemble's clients.
 type Server struct {
-	cfg    Config
-	views  ViewSource
-	obs    Observer
-	brk    *breaker.Ensemble
-	ej     *breaker.Ejector
-	log    zerolog.Logger
-	rlog   zerolog.Logger // sampled: refusals during a retry storm
-	rr     atomic.Uint64
-	maint  sync.Once
-	stop   chan struct{}
-	ctx    context.Context // ends with Close: moves under way give up
-	cancel context.CancelFunc
-	kick   chan struct{} // the breaker opened: answer what sessions are owed now
-	dials  chan struct{} // move dials under way (moveDials)
-	loops  []*loop       // relay event loops, started with the first Serve
-	lerr   error         // why the loops could not start
-	lstop  sync.Once
+	cfg     Config
+	views   ViewSource
+	obs     Observer
+	brk     *breaker.Ensemble
+	ej      *breaker.Ejector
+	log     zerolog.Logger
+	rlog    zerolog.Logger // sampled: refusals during a retry storm
+	rr      atomic.Uint64
+	maint   sync.Once
+	stop    chan struct{}
+	ctx     context.Context // ends with Close: moves under way give up
+	cancel  context.CancelFunc
+	kick    chan struct{} // the breaker opened: answer what sessions are owed now
+	dials   chan struct{} // move dials under way (moveDials)
+	placing chan struct{} // new sessions' dials under way (placeDials)
+	loops   []*loop       // relay event loops, started with the first Serve
+	lerr    error         // why the loops could not start
+	lstop   sync.Once
 	// the loops' coalescing waits (Totals)
 	coalesced, coalescedFor atomic.Int64
 	// session moves done and refused (Totals)
@@ -152,7 +153,7 @@ func NewServer(cfg Config, views ViewSource, log zerolog.Logger, opts ...Option)
 		log:       log.With().Str("ensemble", cfg.withDefaults().Name).Logger(),
 		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}, perMember: map[string]int{}, perClient: map[string]int{},
 		started: time.Now(), stop: make(chan struct{}), kick: make(chan struct{}, 1),
-		dials: make(chan struct{}, moveDials),
+		dials: make(chan struct{}, moveDials), placing: make(chan struct{}, placeDials),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.rlog = s.log.Sample(&zerolog.BurstSampler{Burst: 20, Period: time.Second})

@@ -32,7 +32,9 @@ type result struct {
 	longest     time.Duration
 
 	moved, moveClosed uint64 // zkgate's counts, all gates
-	breakerChanges    int
+	breakerOpened     int    // times a breaker opened
+	stalled           int    // requests past the slow-call threshold (slow calls)
+	ejections         int    // members ejected
 
 	problems []string // every check that failed, in words
 }
@@ -117,7 +119,23 @@ func (r *run) check(ctx context.Context) (*result, error) {
 		e := st.Ensembles[0]
 		res.moved += e.SessionMoves
 		res.moveClosed += e.SessionMovesClosed
-		res.breakerChanges += len(e.Breaker.History)
+		opened, err := g.metric("zkgate_breaker_transitions_total", `to="open"`)
+		if err != nil {
+			return nil, err
+		}
+		stalled, err := g.metric("zkgate_stalled_requests_total")
+		if err != nil {
+			return nil, err
+		}
+		res.breakerOpened += int(opened)
+		res.stalled += int(stalled)
+	}
+	for _, g := range r.gates {
+		n, err := g.logCount(`"message":"member ejected"`)
+		if err != nil {
+			return nil, err
+		}
+		res.ejections += n
 	}
 	return res, nil
 }

@@ -175,6 +175,12 @@ func (g *gate) get(path string) ([]byte, error) {
 	return io.ReadAll(resp.Body)
 }
 
+// logCount counts the lines of the gate's log (every run of it) that contain s.
+func (g *gate) logCount(s string) (int, error) {
+	b, err := os.ReadFile(g.log)
+	return strings.Count(string(b), s), err
+}
+
 // rss is the process's resident set in bytes.
 func (g *gate) rss() (int64, error) {
 	if g.cmd == nil {

@@ -38,7 +38,7 @@ func scenarios() []scenario {
 		with("quorum-loss", "kill -9 the leader and a follower for 10 s", faultQuorumLoss),
 		with("rolling-restart", "restart each member in turn (SIGTERM), the leader last", faultRolling),
 		killGate,
-		with("slow-member", "SIGSTOP/SIGCONT a follower 500 ms each for 15 s", faultSlow),
+		with("slow-member", "SIGSTOP a follower for 800 ms of every second, for 15 s", faultSlow),
 	}
 }
 
@@ -156,11 +156,13 @@ func faultSlow(ctx context.Context, r *run) error {
 		if err := m.Pause(); err != nil {
 			return err
 		}
-		err := sleepCtx(ctx, 500*time.Millisecond)
+		// Longer than the slow-call threshold (500 ms), shorter than the ensemble's own
+		// patience (syncLimit: 5 ticks of 200 ms), so the member stays in the quorum.
+		err := sleepCtx(ctx, 800*time.Millisecond)
 		if err := errors.Join(err, m.Resume()); err != nil {
 			return err
 		}
-		if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
+		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
 			return err
 		}
 	}

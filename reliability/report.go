@@ -41,10 +41,10 @@ func verdict(problems []string) string {
 
 // line is one scenario's summary for the terminal.
 func (res *result) line() string {
-	return fmt.Sprintf("%-16s linearizable=%s ops=%d unknown=%d (%s) creates=%d lost=%d ephemerals=%d lost=%d watches=%d missed=%d dup=%d expired=%d disconnects=%v loss=%v rejects=%v longest=%v moves=%d closed=%d: %s",
+	return fmt.Sprintf("%-16s linearizable=%s ops=%d unknown=%d (%s) creates=%d lost=%d ephemerals=%d lost=%d watches=%d missed=%d dup=%d expired=%d disconnects=%v loss=%v rejects=%v longest=%v moves=%d closed=%d breaker-opened=%d slow-calls=%d ejections=%d: %s",
 		res.name, res.linear, res.ops, res.unknownOps, res.resolved, res.acked, res.lostCreates, res.ephemerals, res.lostEphemeral,
 		res.watches, res.missed, res.dup, res.expired, res.disconnects, res.failedLoss, res.failedRej,
-		res.longest.Round(time.Millisecond), res.moved, res.moveClosed, verdict(res.problems))
+		res.longest.Round(time.Millisecond), res.moved, res.moveClosed, res.breakerOpened, res.stalled, res.ejections, verdict(res.problems))
 }
 
 func byClass(m map[string]int) string {
@@ -76,17 +76,18 @@ func (rep *report) scenarioTable() string {
 	}
 	fmt.Fprintf(&b, "Target: %s. ", target)
 	rep.header(&b)
-	b.WriteString("| scenario | fault | linearizable (ops; unknown: took effect / did not / left to the checker) | acked creates (lost) | ephemerals (lost) | watches (missed, twice) | expired | disconnects idle / register / create | failed: connection loss | failed: reject code | longest unserved | zkgate moves (closed) | result |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| scenario | fault | linearizable (ops; unknown: took effect / did not / left to the checker) | acked creates (lost) | ephemerals (lost) | watches (missed, twice) | expired | disconnects idle / register / create | failed: connection loss | failed: reject code | longest unserved | zkgate moves (closed) | breaker opened / slow calls / ejections | result |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rep.results {
-		moves := "–"
+		moves, gate := "–", "–"
 		if !rep.direct {
 			moves = fmt.Sprintf("%d (%d)", r.moved, r.moveClosed)
+			gate = fmt.Sprintf("%d / %d / %d", r.breakerOpened, r.stalled, r.ejections)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s (%d; %d: %s) | %d (%d) | %d (%d) | %d (%d, %d) | %d | %s | %s | %s | %v | %s | %s |\n",
+		fmt.Fprintf(&b, "| %s | %s | %s (%d; %d: %s) | %d (%d) | %d (%d) | %d (%d, %d) | %d | %s | %s | %s | %v | %s | %s | %s |\n",
 			r.name, r.desc, r.linear, r.ops, r.unknownOps, r.resolved, r.acked, r.lostCreates, r.ephemerals, r.lostEphemeral,
 			r.watches, r.missed, r.dup, r.expired, byClass(r.disconnects), byClass(r.failedLoss), byClass(r.failedRej),
-			r.longest.Round(10*time.Millisecond), moves, verdict(r.problems))
+			r.longest.Round(10*time.Millisecond), moves, gate, verdict(r.problems))
 	}
 	b.WriteString("\n")
 	return b.String()
