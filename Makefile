@@ -1,4 +1,4 @@
-.PHONY: test demo bench bench-idle bench-micro lint build
+.PHONY: test demo bench bench-idle bench-micro lint build reliability reliability-short fuzz
 
 build:
 	go build -o bin/zkgate ./cmd/zkgate
@@ -24,3 +24,19 @@ bench-micro:
 lint:
 	go vet ./...
 	go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+# the reliability suite: seven faults under load on a real ensemble, the linearizability
+# check, then hostile input and floods; writes the tables into RELIABILITY.md
+reliability:
+	go run ./reliability -out RELIABILITY.md
+
+# the short form CI runs: one fault and the linearizability check, under 2 minutes
+reliability-short:
+	go run ./reliability -short
+
+# every fuzz target for FUZZTIME each (crashers land in testdata/fuzz as seeds)
+FUZZTIME ?= 10m
+fuzz:
+	for t in FuzzRequestBody FuzzResponseBody FuzzHandshake FuzzFrames; do \
+		go test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./jute || exit 1; done
+	go test -run '^$$' -fuzz '^FuzzRelay$$' -fuzztime $(FUZZTIME) ./proxy

@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -14,14 +15,15 @@ import (
 // with net.Conns; a placed session then goes to a driver (an epoll loop, or the goroutine
 // driver), which owns both sockets and runs the session's relay.
 type conn struct {
-	srv    *Server
-	client net.Conn // until the driver takes the socket
-	addr   string   // client address
-	ip     string   // client IP, for the per-address limit
-	member string   // the member counted in srv.perMember; under srv.mu
-	sess   *Session // set once by attach, under srv.mu; read by Sessions under it
-	r      *relay   // set by attach; only the driver calls it
-	idle   time.Duration
+	srv      *Server
+	client   net.Conn  // until the driver takes the socket
+	addr     string    // client address
+	ip       string    // client IP, for the per-address limit
+	accepted time.Time // the handshake deadline runs from here
+	member   string    // the member counted in srv.perMember; under srv.mu
+	sess     *Session  // set once by attach, under srv.mu; read by Sessions under it
+	r        *relay    // set by attach; only the driver calls it
+	idle     time.Duration
 
 	amu     sync.Mutex // guards below: abort comes from any goroutine
 	server  net.Conn   // the member connection, until the driver takes the socket
@@ -64,6 +66,7 @@ func (c *conn) abort(reason string) {
 		}
 		server := c.server
 		c.amu.Unlock()
+		c.srv.lobby.release(c)
 		c.client.Close()
 		if server != nil {
 			server.Close()
@@ -100,6 +103,7 @@ func (c *conn) serve() {
 		}
 		c.amu.Unlock()
 		c.refused(err)
+		discardUnread(c.client)
 		return
 	}
 	fr.Release()
@@ -113,6 +117,14 @@ func (c *conn) serve() {
 	server := c.server
 	c.amu.Unlock()
 	c.srv.drive(c, server, early)
+}
+
+// discardUnread reads what the client sent and zkgate did not read (a partial request
+// left in the kernel by the lobby, at most 64 KiB), so that closing the socket sends a
+// FIN, not the reset that closing with unread bytes does.
+func discardUnread(c net.Conn) {
+	c.SetReadDeadline(time.Now().Add(time.Millisecond))
+	io.Copy(io.Discard, io.LimitReader(c, 64<<10))
 }
 
 // handOver gives the session to d unless zkgate aborted it meanwhile; start runs under

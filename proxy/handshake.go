@@ -29,7 +29,7 @@ const handshakeBuffer = 1 << 10
 // goes back to the client. On success the client's frame reader is returned for the relay.
 func (c *conn) handshake() (*jute.FrameReader, error) {
 	cfg := c.srv.cfg
-	deadline := time.Now().Add(cfg.HandshakeTimeout)
+	deadline := c.accepted.Add(cfg.HandshakeTimeout)
 	refusing := c.srv.brk.Refusing()
 	if refusing {
 		// The breaker turns new sessions away: a client gets refuseWait to show a

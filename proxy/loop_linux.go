@@ -62,6 +62,7 @@ type loopSession struct {
 	ce, me   end // client and member sockets
 	closed   bool
 	lastRead time.Time
+	waiting  *lobbyEntry // while the connection waits in the lobby; under the lobby's lock
 }
 
 // end is one socket of a session, owned by its loop; fd -1 once closed.

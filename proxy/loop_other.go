@@ -25,3 +25,11 @@ func (l *loop) stop() {}
 func (s *Server) adoptLoop(c *conn, server net.Conn, early []byte) {
 	s.adoptGoroutines(c, server, early)
 }
+
+// lobby: without epoll, each connection's handshake goroutine starts at accept.
+type lobby struct{}
+
+func newLobby(*Server) (*lobby, error) { return nil, nil }
+func (lb *lobby) admit(*conn) bool     { return false }
+func (lb *lobby) release(*conn)        {}
+func (lb *lobby) stop()                {}

@@ -115,6 +115,7 @@ type Server struct {
 	placing chan struct{} // new sessions' dials under way (placeDials)
 	loops   []*loop       // relay event loops, started with the first Serve
 	lerr    error         // why the loops could not start
+	lobby   *lobby        // accepted connections until their first request is in (Linux)
 	lstop   sync.Once
 	// the loops' coalescing waits (Totals)
 	coalesced, coalescedFor atomic.Int64
@@ -248,6 +249,11 @@ func (s *Server) start() {
 			s.loops = append(s.loops, l)
 		}
 	}
+	if lb, err := newLobby(s); err != nil {
+		s.log.Warn().Err(err).Msg("no handshake lobby: each connection gets its goroutine at accept")
+	} else {
+		s.lobby = lb
+	}
 	s.wg.Add(1)
 	go s.maintain()
 }
@@ -274,10 +280,12 @@ func (s *Server) track(c net.Conn) bool {
 		return false
 	}
 	s.perClient[ip]++
-	cn := &conn{srv: s, client: c, addr: c.RemoteAddr().String(), ip: ip}
+	cn := &conn{srv: s, client: c, addr: c.RemoteAddr().String(), ip: ip, accepted: time.Now()}
 	s.conns[cn] = struct{}{}
 	s.wg.Add(1)
-	go cn.serve()
+	if !s.lobby.admit(cn) {
+		go cn.serve()
+	}
 	return true
 }
 
@@ -317,6 +325,7 @@ func (s *Server) Close() error {
 	}
 	s.wg.Wait()
 	s.lstop.Do(func() {
+		s.lobby.stop()
 		for _, l := range s.loops {
 			l.stop()
 		}

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -155,7 +157,7 @@ func stallStep(ctx context.Context, g *gate, h *hostileResult) error {
 	if ruok > 50*time.Millisecond {
 		h.fail("ruok took %v with the stalled connections held", ruok)
 	}
-	if per > 8000 {
+	if per > 3000 {
 		h.fail("%.0f bytes of RSS per stalled connection", per)
 	}
 	return nil

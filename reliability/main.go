@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command reliability runs zkgate's reliability suite: a real ZooKeeper ensemble with zkgate
 // in front, a workload whose history is checked for linearizability, and one fault per
 // scenario (members killed, paused, slowed, quorum lost, a rolling restart, a zkgate killed).
