@@ -70,6 +70,24 @@ func TestEjectionDecisions(t *testing.T) {
 				j.Stalled("m2", 600*ms)
 			}
 		}, "m2", "failure ratio 1.00"},
+		{"a member stalled again and again (gray failure)", func(j *Ejector) {
+			// 800 ms frozen of every second: a request waits past slow_call 3 ticks in 10,
+			// for 15 s; it answers quickly in between, so its failure ratio stays low.
+			replies(j, "m2", 200, jute.ErrOK, 2*ms)
+			for i := range 150 {
+				j.StallSample(map[string]bool{"m2": i%10 < 3}, 100*ms)
+			}
+		}, "m2", "stalled on it past the slow-call threshold"},
+		{"one short stall is not ejected", func(j *Ejector) {
+			for i := range 100 {
+				j.StallSample(map[string]bool{"m2": i < 5}, 100*ms)
+			}
+		}, "", ""},
+		{"stalls everywhere are not an outlier", func(j *Ejector) {
+			for i := range 150 {
+				j.StallSample(map[string]bool{"m1": i%10 < 4, "m2": i%10 < 3, "m3": i%10 < 3}, 100*ms)
+			}
+		}, "", ""},
 		{"slow everywhere is not an outlier", func(j *Ejector) {
 			for _, m := range members3 {
 				replies(j, m, 20, jute.ErrOK, 300*ms)

@@ -303,6 +303,19 @@ func (s *Session) stalls(now time.Time, slow time.Duration, buf []inflight) []in
 	return buf
 }
 
+// stalledNow reports whether the session's oldest request still waiting on the member
+// has waited past slow (and not because its client held the member back).
+func (s *Session) stalledNow(now time.Time, slow time.Duration) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.fifo {
+		if e := &s.fifo[i]; e.waiting() && e.xid >= 0 {
+			return now.Sub(e.start) > slow && !s.waitedOnClient(e.start)
+		}
+	}
+	return false
+}
+
 // hold records that zkgate stopped (on) or resumed (off) reading the member because the
 // client does not read its replies.
 func (s *Session) hold(on bool, now time.Time) {

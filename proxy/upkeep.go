@@ -76,9 +76,9 @@ func (s *Server) maintain() {
 		case <-s.stop:
 			return
 		case <-s.kick:
-			s.sweepStalls(time.Now())
+			s.sweepStalls(time.Now(), 0)
 		case now := <-tick.C:
-			s.sweepStalls(now)
+			s.sweepStalls(now, every)
 			s.brk.Refresh()
 			for _, c := range s.ej.Evaluate(now) {
 				s.applyEjection(c)
@@ -87,14 +87,21 @@ func (s *Server) maintain() {
 	}
 }
 
-func (s *Server) sweepStalls(now time.Time) {
+// sweepStalls reports the requests newly stalled past the slow-call threshold, answers
+// what an open breaker owes, and, on a periodic tick, tells the ejector which members kept
+// a request waiting past the threshold.
+func (s *Server) sweepStalls(now time.Time, tick time.Duration) {
 	conns := s.connList(true)
 	slow := s.brk.SlowCall()
 	open := s.brk.State() == breaker.Open
 	var stalled []inflight
+	waitedOn := map[string]bool{}
 	for _, cn := range conns {
 		stalled = cn.sess.stalls(now, slow, stalled[:0])
 		member := cn.sess.Member()
+		if tick > 0 && !waitedOn[member] && cn.sess.stalledNow(now, slow) {
+			waitedOn[member] = true
+		}
 		for _, f := range stalled {
 			age := now.Sub(f.start)
 			if f.permit {
@@ -111,5 +118,8 @@ func (s *Server) sweepStalls(now time.Time) {
 				d.answerOpen(cn)
 			}
 		}
+	}
+	if tick > 0 {
+		s.ej.StallSample(waitedOn, tick)
 	}
 }
