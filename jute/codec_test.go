@@ -257,3 +257,28 @@ func TestFourLetterWord(t *testing.T) {
 		}
 	}
 }
+
+func TestMultiChecksOnly(t *testing.T) {
+	body := func(ops ...MultiOp) []byte {
+		return (&MultiRequest{Ops: ops, End: MultiEnd}).Append(nil)
+	}
+	check := MultiOp{MultiHeader{OpCheck, false, -1}, &CheckVersionRequest{"/r0", -1}}
+	set := MultiOp{MultiHeader{OpSetData, false, -1}, &SetDataRequest{"/r0", []byte("x"), -1}}
+	for _, c := range []struct {
+		name string
+		body []byte
+		want bool
+	}{
+		{"one check", body(check), true},
+		{"two checks", body(check, check), true},
+		{"a check and a write", body(check, set), false},
+		{"a write", body(set), false},
+		{"empty", body(), false},
+		{"truncated", body(check)[:10], false},
+		{"bytes after the end", append(body(check), 0), false},
+	} {
+		if got := MultiChecksOnly(c.body); got != c.want {
+			t.Errorf("%s: got %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -146,3 +146,26 @@ func (r *MultiResponse) Read(d *Decoder) {
 		return true
 	})
 }
+
+// MultiChecksOnly reports whether a multi request body holds check operations only (one
+// or more) and nothing after its end header: such a multi changes nothing (clients use it
+// as a barrier through the leader before a read), so sending it again is as safe as
+// sending a read again.
+func MultiChecksOnly(body []byte) bool {
+	d := NewDecoder(body)
+	for n := 0; ; n++ {
+		var h MultiHeader
+		h.Read(d)
+		if d.Err() != nil {
+			return false
+		}
+		if h.Done {
+			return n > 0 && d.Remaining() == 0
+		}
+		if h.Type != OpCheck {
+			return false
+		}
+		var c CheckVersionRequest
+		c.Read(d)
+	}
+}

@@ -111,6 +111,12 @@ func TestRelayMoveRefused(t *testing.T) {
 		{"write in flight", func(g *relayRig) {
 			g.client(reqFrame(1, jute.OpSetData, &jute.SetDataRequest{Path: "/a", Data: []byte("x"), Version: -1}))
 		}, "a setData was in flight"},
+		{"multi with a write in flight", func(g *relayRig) {
+			g.client(reqFrame(1, jute.OpMulti, &jute.MultiRequest{End: jute.MultiEnd, Ops: []jute.MultiOp{
+				{Header: jute.MultiHeader{Type: jute.OpCheck, Err: -1}, Body: &jute.CheckVersionRequest{Path: "/a", Version: -1}},
+				{Header: jute.MultiHeader{Type: jute.OpDelete, Err: -1}, Body: &jute.DeleteRequest{Path: "/a", Version: -1}},
+			}}))
+		}, "a multi was in flight"},
 		{"sasl used", func(g *relayRig) {
 			g.client(reqFrame(1, jute.OpSASL, &jute.SASLToken{Token: []byte("t")}))
 			g.member(1, 0, &jute.SASLToken{})
@@ -138,6 +144,27 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// A multi of checks only (a barrier before a read) changes nothing: in flight at the loss,
+// it is sent again on the new member like a read, and the session moves.
+func TestRelayMoveResendsCheckOnlyMulti(t *testing.T) {
+	g := newRig(t)
+	barrier := reqFrame(1, jute.OpMulti, &jute.MultiRequest{End: jute.MultiEnd, Ops: []jute.MultiOp{
+		{Header: jute.MultiHeader{Type: jute.OpCheck, Err: -1}, Body: &jute.CheckVersionRequest{Path: "/a", Version: -1}},
+	}})
+	g.client(barrier)
+	g.toMember()
+	order, end := g.r.lose(&g.o, g.now, "test")
+	if end != nil || order == nil {
+		t.Fatalf("the session did not move: %+v", end)
+	}
+	if end := g.r.attached(&g.o, "m2", &jute.ConnectResponse{TimeOut: 4000, SessionID: 1}, g.now); end != nil {
+		t.Fatalf("attached: %+v", end)
+	}
+	if !bytes.Contains(g.o.member, barrier) {
+		t.Fatalf("the barrier was not sent again to the new member: % x", g.o.member)
+	}
 }
 
 // An expired session, no member, a move past its deadline: the client is closed, so that

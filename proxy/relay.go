@@ -93,7 +93,7 @@ func (r *relay) fromClient(o *out, data []byte, now time.Time) (used int, end *e
 			f.permit, allowed = r.srv.brk.Acquire()
 		}
 		if allowed {
-			if repeatable(h.Type) {
+			if repeatable(h.Type) || h.Type == jute.OpMulti && jute.MultiChecksOnly(frame[4+jute.RequestHeaderLen:]) {
 				f.frame = frame // kept by enqueue, for a move
 			}
 			batch = append(batch, f)
