@@ -3,7 +3,6 @@ package proxy
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"time"
@@ -117,14 +116,6 @@ func (c *conn) serve() {
 	server := c.server
 	c.amu.Unlock()
 	c.srv.drive(c, server, early)
-}
-
-// discardUnread reads what the client sent and zkgate did not read (a partial request
-// left in the kernel by the lobby, at most 64 KiB), so that closing the socket sends a
-// FIN, not the reset that closing with unread bytes does.
-func discardUnread(c net.Conn) {
-	c.SetReadDeadline(time.Now().Add(time.Millisecond))
-	io.Copy(io.Discard, io.LimitReader(c, 64<<10))
 }
 
 // handOver gives the session to d unless zkgate aborted it meanwhile; start runs under

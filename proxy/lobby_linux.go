@@ -4,6 +4,9 @@ package proxy
 
 import (
 	"encoding/binary"
+	"errors"
+	"net"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -25,7 +28,9 @@ import (
 type lobby struct {
 	srv  *Server
 	epfd int
-	efd  int // wakes the lobby to stop
+	efd  int      // wakes the lobby to stop
+	file *os.File // epfd, parked in Go's poller: no thread sits in epoll_wait
+	raw  syscall.RawConn
 
 	mu      sync.Mutex
 	waiting map[int]*lobbyEntry // by descriptor
@@ -56,19 +61,56 @@ func newLobby(s *Server) (*lobby, error) {
 		unix.Close(epfd)
 		return nil, err
 	}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd)}); err != nil {
+	fail := func(err error) (*lobby, error) {
 		unix.Close(epfd)
 		unix.Close(efd)
 		return nil, err
 	}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd)}); err != nil {
+		return fail(err)
+	}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		return fail(err)
+	}
 	lb := &lobby{srv: s, epfd: epfd, efd: efd, waiting: map[int]*lobbyEntry{}, done: make(chan struct{})}
+	lb.file = os.NewFile(uintptr(epfd), "lobby-epoll")
+	if lb.raw, err = lb.file.SyscallConn(); err != nil {
+		lb.file.Close()
+		unix.Close(efd)
+		return nil, err
+	}
 	go lb.run()
 	return lb, nil
 }
 
-// admit parks c until its first request is in; it reports false when c cannot wait here
-// (the lobby has stopped, or the socket has no descriptor), and the caller starts c's
-// goroutine itself.
+// firstNeed says how many bytes the socket's first request takes in all, when more than
+// have arrived; 0 when it is whole, or is not for the lobby to judge (a four-letter word,
+// a length out of range, an error): the handshake takes it now.
+func firstNeed(fd int) int {
+	avail, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
+	if err != nil {
+		return 0
+	}
+	if avail < 4 {
+		return 4
+	}
+	var first [4]byte
+	if n, _, err := unix.Recvfrom(fd, first[:], unix.MSG_PEEK|unix.MSG_DONTWAIT); err != nil || n < 4 {
+		return 0
+	}
+	if _, ok := jute.FourLetterWord(first[:]); ok {
+		return 0
+	}
+	length := int32(binary.BigEndian.Uint32(first[:]))
+	if length <= 0 || length > lobbyMaxRequest || avail >= 4+int(length) {
+		return 0
+	}
+	return 4 + int(length)
+}
+
+// admit parks c until its first request is in; it reports false when c need not or
+// cannot wait here (its request is in already, the lobby has stopped, the socket has no
+// descriptor), and the caller starts c's goroutine itself.
 func (lb *lobby) admit(c *conn) bool {
 	if lb == nil {
 		return false
@@ -89,7 +131,8 @@ func (lb *lobby) admit(c *conn) bool {
 	admitted := false
 	raw.Control(func(f uintptr) {
 		fd := int(f)
-		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT, 4) != nil {
+		need := firstNeed(fd)
+		if need == 0 || unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT, need) != nil {
 			return
 		}
 		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(fd)}
@@ -101,25 +144,36 @@ func (lb *lobby) admit(c *conn) bool {
 		c.waiting = e
 		lb.waiting[fd] = e
 		lb.queue = append(lb.queue, e)
+		if len(lb.queue) == 1 {
+			lb.file.SetReadDeadline(e.deadline) // the lobby may be waiting without one
+		}
 		admitted = true
 	})
 	return admitted
 }
 
+// run waits for the lobby's sockets in Go's poller (the epoll set is itself pollable),
+// with the earliest handshake deadline as the read deadline.
 func (lb *lobby) run() {
 	defer close(lb.done)
 	events := make([]unix.EpollEvent, 128)
 	for {
-		wait := time.Second
 		lb.mu.Lock()
+		var next time.Time // none: wait for events only
 		if len(lb.queue) > 0 {
-			wait = min(wait, time.Until(lb.queue[0].deadline)+time.Millisecond)
+			next = lb.queue[0].deadline
 		}
+		lb.file.SetReadDeadline(next) // under mu, as admit's, so neither undoes the other
 		lb.mu.Unlock()
-		n, err := unix.EpollWait(lb.epfd, events, int(max(wait, 0)/time.Millisecond))
+		n := 0
+		var werr error
+		err := lb.raw.Read(func(fd uintptr) bool {
+			n, werr = unix.EpollWait(int(fd), events, 0)
+			return n > 0 || (werr != nil && werr != unix.EINTR)
+		})
 		stop := false
-		if err != nil && err != unix.EINTR {
-			lb.srv.log.Error().Err(err).Msg("handshake lobby: epoll_wait failed; new connections go straight to their goroutines")
+		if werr != nil || (err != nil && !errors.Is(err, os.ErrDeadlineExceeded)) {
+			lb.srv.log.Error().Err(errors.Join(werr, err)).Msg("handshake lobby failed; new connections get their goroutines at accept")
 			n, stop = 0, true
 		}
 		lb.mu.Lock()
@@ -153,31 +207,15 @@ func (lb *lobby) run() {
 	}
 }
 
-// ready looks at what has arrived on e's socket: enough for its first request, it leaves;
-// a frame length, it waits (SO_RCVLOWAT) for the rest. Called under lb.mu.
+// ready looks at what has arrived on e's socket: its whole first request, and it leaves;
+// less, and it waits (SO_RCVLOWAT) for the rest. Called under lb.mu.
 func (lb *lobby) ready(e *lobbyEntry, events uint32) {
-	var first [4]byte
-	n, _, err := unix.Recvfrom(e.fd, first[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-	if err != nil || n < 4 || events&(unix.EPOLLERR|unix.EPOLLHUP|unix.EPOLLRDHUP) != 0 {
+	if events&(unix.EPOLLERR|unix.EPOLLHUP|unix.EPOLLRDHUP) != 0 {
 		lb.leave(e)
 		return
 	}
-	if _, ok := jute.FourLetterWord(first[:]); ok {
-		lb.leave(e)
-		return
-	}
-	length := int32(binary.BigEndian.Uint32(first[:]))
-	if length <= 0 || length > lobbyMaxRequest {
-		lb.leave(e) // the handshake refuses it
-		return
-	}
-	var avail int
-	avail, err = unix.IoctlGetInt(e.fd, unix.SIOCINQ)
-	if err != nil || avail >= 4+int(length) {
-		lb.leave(e)
-		return
-	}
-	if unix.SetsockoptInt(e.fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT, 4+int(length)) != nil {
+	need := firstNeed(e.fd)
+	if need == 0 || unix.SetsockoptInt(e.fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT, need) != nil {
 		lb.leave(e)
 		return
 	}
@@ -228,7 +266,31 @@ func (lb *lobby) stop() {
 	}
 	<-lb.done
 	lb.closed.Do(func() {
-		unix.Close(lb.epfd)
+		lb.file.Close()
 		unix.Close(lb.efd)
+	})
+}
+
+// discardUnread reads what the client sent and zkgate did not read (a partial request the
+// lobby left in the kernel), without waiting, so that closing the socket sends a FIN, not
+// the reset that closing with unread bytes does.
+func discardUnread(c net.Conn) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	c.SetReadDeadline(time.Time{}) // RawConn.Read honours a passed deadline before calling f
+	var buf [4 << 10]byte
+	raw.Read(func(fd uintptr) bool {
+		for range 16 { // at most 64 KiB
+			if n, _, err := unix.Recvfrom(int(fd), buf[:], unix.MSG_DONTWAIT); err != nil || n < len(buf) {
+				break
+			}
+		}
+		return true
 	})
 }
