@@ -280,10 +280,12 @@ func (s *Session) drain() []inflight {
 }
 
 // stalls marks the sent requests waiting longer than slow that were not marked before,
-// appending copies to buf (permit set where the caller must release it now, as slow).
-func (s *Session) stalls(now time.Time, slow time.Duration, buf []inflight) []inflight {
+// appending copies to buf (permit set where the caller must release it now, as slow). It
+// also says whether the oldest request still waiting has waited past slow (stalledNow).
+func (s *Session) stalls(now time.Time, slow time.Duration, buf []inflight) ([]inflight, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	stalled := s.stalledNow(now, slow)
 	// The FIFO is in start order, so each sweep starts where the last one stopped.
 	for i := min(s.scanned, len(s.fifo)); i < len(s.fifo); i++ {
 		e := &s.fifo[i]
@@ -300,14 +302,12 @@ func (s *Session) stalls(now time.Time, slow time.Duration, buf []inflight) []in
 		e.reported = true
 		buf = append(buf, e.handOut())
 	}
-	return buf
+	return buf, stalled
 }
 
 // stalledNow reports whether the session's oldest request still waiting on the member
-// has waited past slow (and not because its client held the member back).
+// has waited past slow (and not because its client held the member back). Under s.mu.
 func (s *Session) stalledNow(now time.Time, slow time.Duration) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	for i := range s.fifo {
 		if e := &s.fifo[i]; e.waiting() && e.xid >= 0 {
 			return now.Sub(e.start) > slow && !s.waitedOnClient(e.start)

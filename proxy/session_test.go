@@ -71,10 +71,10 @@ func TestSessionFIFO(t *testing.T) {
 	}
 	// Stalls are reported once, with the permit to release; drain gives the rest.
 	s.fifo[0].start = time.Now().Add(-time.Second)
-	if st := s.stalls(time.Now(), 500*time.Millisecond, nil); len(st) != 1 || !st[0].permit {
+	if st, now := s.stalls(time.Now(), 500*time.Millisecond, nil); len(st) != 1 || !st[0].permit || !now {
 		t.Fatalf("stalls: %+v", st)
 	}
-	if st := s.stalls(time.Now(), 500*time.Millisecond, nil); len(st) != 0 {
+	if st, now := s.stalls(time.Now(), 500*time.Millisecond, nil); len(st) != 0 || !now {
 		t.Fatalf("stall reported twice: %+v", st)
 	}
 	if d := s.drain(); len(d) != 1 || d[0].permit {

@@ -97,9 +97,10 @@ func (s *Server) sweepStalls(now time.Time, tick time.Duration) {
 	var stalled []inflight
 	waitedOn := map[string]bool{}
 	for _, cn := range conns {
-		stalled = cn.sess.stalls(now, slow, stalled[:0])
+		var stalledNow bool
+		stalled, stalledNow = cn.sess.stalls(now, slow, stalled[:0])
 		member := cn.sess.Member()
-		if tick > 0 && !waitedOn[member] && cn.sess.stalledNow(now, slow) {
+		if stalledNow && tick > 0 {
 			waitedOn[member] = true
 		}
 		for _, f := range stalled {
