@@ -448,7 +448,7 @@ func nonReaderStep(ctx context.Context, g *gate, h *hostileResult) error {
 		}
 	}
 	rssPeak := peak()
-	h.figures = fmt.Sprintf("%d requests accepted before zkgate stopped reading (%.0f MiB of replies asked for); zkgate RSS %.1f → peak %.1f MiB%s",
+	h.figures = fmt.Sprintf("%d requests written before the client's writes blocked (%.0f MiB of replies asked for); zkgate RSS %.1f → peak %.1f MiB%s",
 		sent, float64(sent)*0.5, mib(rss0), mib(rssPeak), closed)
 	if blocked == 0 {
 		h.fail("zkgate never stopped reading the non-reader")
