@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/zkgate/zkgate/config"
-	"github.com/zkgate/zkgate/internal/zktest"
+	"github.com/zkgate/zkgate/internal/zkens"
 )
 
 func newDemoCmd() *cobra.Command {
@@ -23,7 +23,7 @@ func newDemoCmd() *cobra.Command {
 			defer stop()
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "starting a %d-member ZooKeeper ensemble on loopback...\n", members)
-			ens, err := zktest.New(zktest.Config{Members: members, TickTime: 2 * time.Second})
+			ens, err := zkens.New(zkens.Config{Members: members, TickTime: 2 * time.Second})
 			if err != nil {
 				return err
 			}

@@ -1,9 +1,8 @@
 // Package zktest runs a real Apache ZooKeeper ensemble on loopback for tests.
 //
-// It owns the member processes (one JVM each, QuorumPeerMain), their config and data
-// directories, and their logs. It knows nothing of zkgate: it is the ground truth that
-// zkgate is tested against, so it talks to members with nothing but a raw four-letter
-// word.
+// The ensemble itself (member processes, configs, logs) is internal/zkens, which knows
+// nothing of zkgate: it is the ground truth that zkgate is tested against, so it talks to
+// members with nothing but a raw four-letter word. zktest adds what tests need on top.
 //
 // Typical use in a test that breaks things:
 //

@@ -127,3 +127,15 @@ func (b *Buffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// RequireCClient returns cli_mt's path, or skips the test when it is missing (fails
+// under CI=true).
+func RequireCClient(tb testing.TB) string {
+	tb.Helper()
+	p, err := CClient()
+	if err != nil {
+		missing(tb, err)
+		tb.Fatal(err)
+	}
+	return p
+}

@@ -1,4 +1,4 @@
-package zktest
+package zkens
 
 import (
 	"errors"
@@ -10,7 +10,7 @@ import (
 )
 
 // ErrNotInstalled means no ZooKeeper (or no Java) was found on this machine.
-var ErrNotInstalled = errors.New("zktest: ZooKeeper not found")
+var ErrNotInstalled = errors.New("zkens: ZooKeeper not found")
 
 const debianJars = "/usr/share/java"
 
@@ -59,8 +59,8 @@ func Locate() (Install, error) {
 	return Install{Java: java, ClassPath: strings.Join(cp, ":")}, nil
 }
 
-// inCI reports whether a missing ZooKeeper must fail instead of skip.
-func inCI() bool {
+// InCI reports whether a missing ZooKeeper must fail instead of skip (CI=true).
+func InCI() bool {
 	v := strings.ToLower(os.Getenv("CI"))
 	return v == "true" || v == "1"
 }

@@ -1,4 +1,4 @@
-package zktest
+package zkens
 
 import "syscall"
 

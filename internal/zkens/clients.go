@@ -1,11 +1,10 @@
-package zktest
+package zkens
 
 import (
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
-	"testing"
 )
 
 // JavaCLI returns the Java client shell (org.apache.zookeeper.ZooKeeperMain, zkCli)
@@ -27,16 +26,4 @@ func CClient() (string, error) {
 		return "", fmt.Errorf("%w: C client %s missing (apt-get install zookeeper-bin, or set ZOOKEEPER_CLI_MT)", ErrNotInstalled, p)
 	}
 	return p, nil
-}
-
-// RequireCClient returns cli_mt's path, or skips the test when it is missing (fails
-// under CI=true).
-func RequireCClient(tb testing.TB) string {
-	tb.Helper()
-	p, err := CClient()
-	if err != nil {
-		missing(tb, err)
-		tb.Fatal(err)
-	}
-	return p
 }

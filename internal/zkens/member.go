@@ -1,4 +1,4 @@
-package zktest
+package zkens
 
 import (
 	"bufio"
@@ -47,13 +47,13 @@ func (m *Member) start() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.cmd != nil {
-		return fmt.Errorf("zktest: member %d already running", m.ID)
+		return fmt.Errorf("zkens: member %d already running", m.ID)
 	}
 	lf, err := os.OpenFile(m.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(lf, "=== zktest: starting member %d at %s ===\n", m.ID, time.Now().Format(time.RFC3339Nano))
+	fmt.Fprintf(lf, "=== zkens: starting member %d at %s ===\n", m.ID, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(m.inst.Java,
 		"-Xms32m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
 		"-Dzookeeper.admin.enableServer=false",
@@ -67,7 +67,7 @@ func (m *Member) start() error {
 	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
 		lf.Close()
-		return fmt.Errorf("zktest: start member %d: %w", m.ID, err)
+		return fmt.Errorf("zkens: start member %d: %w", m.ID, err)
 	}
 	done := make(chan struct{})
 	m.cmd, m.done, m.paused, m.logFile = cmd, done, false, lf
@@ -115,7 +115,7 @@ func (m *Member) signal(sig syscall.Signal) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.cmd == nil {
-		return fmt.Errorf("zktest: member %d not running", m.ID)
+		return fmt.Errorf("zkens: member %d not running", m.ID)
 	}
 	return m.cmd.Process.Signal(sig)
 }
@@ -167,7 +167,7 @@ func (m *Member) Pause() error {
 			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("zktest: member %d not stopped 5 s after SIGSTOP (state %s)", m.ID, st)
+			return fmt.Errorf("zkens: member %d not stopped 5 s after SIGSTOP (state %s)", m.ID, st)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -194,7 +194,7 @@ func (m *Member) Restart() error {
 }
 
 // ErrNoAnswer is returned by FourLetter when the member closes without a reply.
-var ErrNoAnswer = errors.New("zktest: empty four-letter-word reply")
+var ErrNoAnswer = errors.New("zkens: empty four-letter-word reply")
 
 // FourLetter sends a four-letter word to addr and returns the whole reply.
 func FourLetter(addr, cmd string, timeout time.Duration) (string, error) {
@@ -264,7 +264,7 @@ func ProcessState(pid int) (string, error) {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 || i+2 >= len(s) {
-		return "", fmt.Errorf("zktest: odd /proc stat %q", s)
+		return "", fmt.Errorf("zkens: odd /proc stat %q", s)
 	}
 	return s[i+2 : i+3], nil
 }

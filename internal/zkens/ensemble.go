@@ -1,4 +1,4 @@
-package zktest
+package zkens
 
 import (
 	"context"
@@ -72,7 +72,7 @@ type Ensemble struct {
 func New(cfg Config) (*Ensemble, error) {
 	cfg = cfg.withDefaults()
 	if cfg.Members < 1 {
-		return nil, fmt.Errorf("zktest: %d members", cfg.Members)
+		return nil, fmt.Errorf("zkens: %d members", cfg.Members)
 	}
 	inst, err := Locate()
 	if err != nil {
@@ -257,7 +257,7 @@ func (e *Ensemble) Leader() (*Member, error) {
 			return m, nil
 		}
 	}
-	return nil, errors.New("zktest: no member leads")
+	return nil, errors.New("zkens: no member leads")
 }
 
 // Followers returns the running members that follow now.
@@ -283,7 +283,7 @@ func (e *Ensemble) waitFor(ctx context.Context, what string, cond func() (bool, 
 		last = state
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("zktest: waiting for %s: %w (last: %s)", what, ctx.Err(), last)
+			return fmt.Errorf("zkens: waiting for %s: %w (last: %s)", what, ctx.Err(), last)
 		case <-tick.C:
 		}
 	}

@@ -1,6 +1,6 @@
 //go:build !linux && !windows
 
-package zktest
+package zkens
 
 import "syscall"
 
