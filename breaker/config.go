@@ -18,20 +18,19 @@ import (
 	"time"
 
 	"github.com/zkgate/zkgate/jute"
-	"go.yaml.in/yaml/v3"
 )
 
-// Config holds the ensemble breaker's settings (YAML under `breaker:`).
+// Config holds the ensemble breaker's settings (the config file's `breaker:` section).
 type Config struct {
-	Enabled           bool          `yaml:"enabled"`
-	FailureRatio      float64       `yaml:"failure_ratio"`       // failures/requests in the window that opens it
-	MinRequests       uint          `yaml:"min_requests"`        // requests in the window before the ratio counts
-	Window            time.Duration `yaml:"window"`              // the failure-rate window
-	SlowCall          time.Duration `yaml:"slow_call"`           // a reply later than this is a failure
-	OpenFor           time.Duration `yaml:"open_for"`            // time open before half-open is tried
-	HalfOpenProbes    uint          `yaml:"half_open_probes"`    // successes in half-open that close it
-	HalfOpenAdmission float64       `yaml:"half_open_admission"` // new sessions per second while half-open
-	RejectCode        RejectCode    `yaml:"reject_code"`         // answer to requests refused while open
+	Enabled           bool
+	FailureRatio      float64       // failures/requests in the window that opens it
+	MinRequests       uint          // requests in the window before the ratio counts
+	Window            time.Duration // the failure-rate window
+	SlowCall          time.Duration // a reply later than this is a failure
+	OpenFor           time.Duration // time open before half-open is tried
+	HalfOpenProbes    uint          // successes in half-open that close it
+	HalfOpenAdmission float64       // new sessions per second while half-open
+	RejectCode        RejectCode    // answer to requests refused while open
 }
 
 // DefaultConfig is the breaker as shipped.
@@ -102,26 +101,6 @@ func (r RejectCode) String() string {
 		}
 	}
 	return strconv.Itoa(int(r))
-}
-
-// Set implements pflag.Value.
-func (r *RejectCode) Set(s string) error {
-	c, err := ParseRejectCode(s)
-	if err == nil {
-		*r = c
-	}
-	return err
-}
-
-// Type implements pflag.Value.
-func (r *RejectCode) Type() string { return "code" }
-
-// UnmarshalYAML reads it by name or number, and says on which line it is wrong.
-func (r *RejectCode) UnmarshalYAML(n *yaml.Node) error {
-	if err := r.Set(n.Value); err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
-	}
-	return nil
 }
 
 // MarshalText writes it by name.

@@ -12,18 +12,18 @@ import (
 	"github.com/zkgate/zkgate/jute"
 )
 
-// EjectionConfig holds member ejection settings (YAML under `ejection:`).
+// EjectionConfig holds member ejection settings (the config file's `ejection:` section).
 type EjectionConfig struct {
-	Enabled                    bool          `yaml:"enabled"`
-	ConsecutiveConnectFailures int           `yaml:"consecutive_connect_failures"` // in a row, with no success between
-	FailureRatio               float64       `yaml:"failure_ratio"`                // failed/requests in the window
-	MinRequests                int           `yaml:"min_requests"`                 // per member in the window before ratio or latency count
-	Window                     time.Duration `yaml:"window"`                       // the member statistics window
-	LatencyFactor              float64       `yaml:"latency_factor"`               // mean latency over the peers' median that ejects
-	LatencyFloor               time.Duration `yaml:"latency_floor"`                // a mean below this never ejects
-	StalledRatio               float64       `yaml:"stalled_ratio"`                // recent time share with a request stalled past slow_call that ejects; 0 = off
-	BaseTime                   time.Duration `yaml:"base_time"`                    // first ejection; doubles with each repeat
-	MaxTime                    time.Duration `yaml:"max_time"`                     // cap on the ejection time
+	Enabled                    bool
+	ConsecutiveConnectFailures int           // in a row, with no success between
+	FailureRatio               float64       // failed/requests in the window
+	MinRequests                int           // per member in the window before ratio or latency count
+	Window                     time.Duration // the member statistics window
+	LatencyFactor              float64       // mean latency over the peers' median that ejects
+	LatencyFloor               time.Duration // a mean below this never ejects
+	StalledRatio               float64       // recent time share with a request stalled past slow_call that ejects; 0 = off
+	BaseTime                   time.Duration // first ejection; doubles with each repeat
+	MaxTime                    time.Duration // cap on the ejection time
 }
 
 // DefaultEjectionConfig is member ejection as shipped.

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/zkgate/zkgate/breaker"
+	"github.com/zkgate/zkgate/health"
+	"github.com/zkgate/zkgate/proxy"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -39,15 +41,15 @@ type Log struct {
 
 // Ensemble is one ensemble zkgate fronts.
 type Ensemble struct {
-	Name     string                 `yaml:"name"`
-	Listen   string                 `yaml:"listen"`
-	Members  []string               `yaml:"members"`
-	Routing  string                 `yaml:"routing"`
-	Limits   Limits                 `yaml:"limits"`
-	Relay    Relay                  `yaml:"relay"`
-	Health   Health                 `yaml:"health"`
-	Breaker  breaker.Config         `yaml:"breaker"`
-	Ejection breaker.EjectionConfig `yaml:"ejection"`
+	Name     string   `yaml:"name"`
+	Listen   string   `yaml:"listen"`
+	Members  []string `yaml:"members"`
+	Routing  string   `yaml:"routing"`
+	Limits   Limits   `yaml:"limits"`
+	Relay    Relay    `yaml:"relay"`
+	Health   Health   `yaml:"health"`
+	Breaker  Breaker  `yaml:"breaker"`
+	Ejection Ejection `yaml:"ejection"`
 }
 
 // Limits bound what one client can cost.
@@ -90,23 +92,41 @@ func Default() File {
 	return File{Admin: Admin{Listen: "127.0.0.1:9181"}, Log: Log{Level: "info", Format: "auto"}}
 }
 
-// DefaultEnsemble is an ensemble's settings before the file or flags say otherwise.
+// DefaultEnsemble is an ensemble's settings before the file or flags say otherwise: each
+// component's own defaults (proxy, health, breaker), stated nowhere else.
 func DefaultEnsemble() Ensemble {
+	p := proxy.DefaultConfig()
 	return Ensemble{
-		Name:    "default",
+		Name:    p.Name,
 		Listen:  "127.0.0.1:2181",
-		Routing: "least-connections",
+		Routing: string(p.Policy),
 		Limits: Limits{
-			MaxFrame:         0xfffff + 1024,
-			HandshakeTimeout: 10 * time.Second,
-			DrainTimeout:     10 * time.Second,
+			MaxFrame:                p.MaxFrame,
+			HandshakeTimeout:        p.HandshakeTimeout,
+			DrainTimeout:            p.DrainTimeout,
+			MaxConnections:          p.MaxConnections,
+			MaxConnectionsPerClient: p.MaxPerClient,
 		},
-		Relay:    Relay{Coalesce: 2 * time.Millisecond, CoalesceShare: 0.125},
-		Health:   Health{Interval: 500 * time.Millisecond, Timeout: time.Second, Rise: 1, Fall: 2},
-		Breaker:  breaker.DefaultConfig(),
-		Ejection: breaker.DefaultEjectionConfig(),
+		Relay:    Relay{Coalesce: p.Coalesce, CoalesceShare: p.CoalesceShare, MoveTimeout: p.MoveTimeout, Driver: p.Driver},
+		Health:   Health(health.DefaultConfig()),
+		Breaker:  breakerSection(breaker.DefaultConfig()),
+		Ejection: Ejection(breaker.DefaultEjectionConfig()),
 	}
 }
+
+// Proxy is the ensemble's data-path configuration.
+func (e Ensemble) Proxy() proxy.Config {
+	return proxy.Config{
+		Name: e.Name, Policy: proxy.Policy(e.Routing), MaxFrame: e.Limits.MaxFrame,
+		HandshakeTimeout: e.Limits.HandshakeTimeout, DrainTimeout: e.Limits.DrainTimeout,
+		MaxConnections: e.Limits.MaxConnections, MaxPerClient: e.Limits.MaxConnectionsPerClient,
+		Coalesce: e.Relay.Coalesce, CoalesceShare: e.Relay.CoalesceShare,
+		MoveTimeout: e.Relay.MoveTimeout, Driver: e.Relay.Driver,
+	}
+}
+
+// HealthConfig is the ensemble's health checking.
+func (e Ensemble) HealthConfig() health.Config { return health.Config(e.Health) }
 
 // Error is a configuration error at a place in the file.
 type Error struct {
@@ -256,12 +276,12 @@ func (f *File) Validate() error {
 			return bad("health", "interval and timeout must be positive, rise and fall at least 1")
 		}
 		if e.Breaker.Enabled {
-			if err := e.Breaker.Validate(); err != nil {
+			if err := e.Breaker.Config().Validate(); err != nil {
 				return bad("breaker", "%v", err)
 			}
 		}
 		if e.Ejection.Enabled {
-			if err := e.Ejection.Validate(); err != nil {
+			if err := e.Ejection.Config().Validate(); err != nil {
 				return bad("ejection", "%v", err)
 			}
 		}

@@ -1,13 +1,15 @@
 package config
 
 import (
+	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/zkgate/zkgate/breaker"
 	"github.com/zkgate/zkgate/jute"
+	"go.yaml.in/yaml/v3"
 )
 
 // The commented example loads, and says what the defaults are.
@@ -25,7 +27,7 @@ func TestExampleLoads(t *testing.T) {
 	if main.Breaker != want.Breaker || main.Ejection != want.Ejection || main.Health != want.Health || main.Limits != want.Limits || main.Relay != want.Relay {
 		t.Errorf("the example's values differ from the defaults it documents:\n%+v\n%+v", main, want)
 	}
-	if batch.Breaker.RejectCode != breaker.RejectCode(jute.ErrThrottledOp) || batch.Breaker.Window != 10*time.Second || batch.Routing != "least-connections" {
+	if batch.Breaker.RejectCode != RejectCode(jute.ErrThrottledOp) || batch.Breaker.Window != 10*time.Second || batch.Routing != "least-connections" {
 		t.Errorf("second ensemble: %+v", batch)
 	}
 	if f.Admin.Listen != "127.0.0.1:9181" || f.Log.Format != "auto" {
@@ -59,5 +61,68 @@ func TestErrors(t *testing.T) {
 				t.Fatalf("got %v\nwant %q", err, c.want)
 			}
 		})
+	}
+}
+
+// The example states every key of an ensemble, so that it documents every default (and
+// TestExampleLoads checks each stated value against the code's).
+func TestExampleStatesEveryKey(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "testdata", "zkgate.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	ens := child(child(doc.Content[0], "ensembles").Content[0])
+	var missing []string
+	var walk func(prefix string, typ reflect.Type, n *yaml.Node)
+	walk = func(prefix string, typ reflect.Type, n *yaml.Node) {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if key == "" || key == "-" {
+				continue
+			}
+			c := child(n, key)
+			switch {
+			case c == nil:
+				missing = append(missing, prefix+key)
+			case f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)):
+				walk(prefix+key+".", f.Type, c)
+			}
+		}
+	}
+	walk("", reflect.TypeOf(Ensemble{}), ens)
+	if len(missing) > 0 {
+		t.Errorf("testdata/zkgate.yaml's first ensemble does not state %v", missing)
+	}
+}
+
+// child is the value of key in mapping n (nil when absent); with no key, n itself.
+func child(n *yaml.Node, key ...string) *yaml.Node {
+	if len(key) == 0 {
+		return n
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key[0] {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// relay.coalesce 0 in the file is off, all the way to the proxy.
+func TestCoalesceZeroIsOff(t *testing.T) {
+	f, err := Parse("zk.yaml", []byte("ensembles:\n  - name: a\n    listen: 127.0.0.1:2181\n    members: [127.0.0.1:1]\n    relay:\n      coalesce: 0s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := f.Ensembles[0].Proxy().Coalesce; c != 0 {
+		t.Fatalf("proxy.Config.Coalesce %v, want 0 (off)", c)
+	}
+	if c := DefaultEnsemble().Proxy().Coalesce; c <= 0 {
+		t.Fatalf("the default ensemble does not coalesce: %v", c)
 	}
 }

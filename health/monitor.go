@@ -1,6 +1,7 @@
 package health
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"sync"
@@ -12,20 +13,26 @@ import (
 
 // Config tunes a Monitor. Zero values take the defaults.
 type Config struct {
-	Interval time.Duration // between probes of one member; default 500ms
-	Timeout  time.Duration // for one probe (dial + reply); default 300ms
-	Rise     int           // consecutive better probes before a member's status improves; default 1
-	Fall     int           // consecutive worse probes before it degrades; default 1
+	Interval time.Duration // between probes of one member
+	Timeout  time.Duration // for one probe (dial + reply)
+	Rise     int           // consecutive better probes before a member's status improves
+	Fall     int           // consecutive worse probes before it degrades
 }
 
+// DefaultConfig is health checking as shipped: a probe every 500 ms, a second to answer
+// (a loaded member can take a few hundred ms to answer srvr), better at once, worse after
+// two probes in a row. The config file's defaults are these.
+func DefaultConfig() Config {
+	return Config{Interval: 500 * time.Millisecond, Timeout: time.Second, Rise: 1, Fall: 2}
+}
+
+// withDefaults takes DefaultConfig's value for each setting left zero.
 func (c Config) withDefaults() Config {
-	if c.Interval <= 0 {
-		c.Interval = 500 * time.Millisecond
-	}
-	if c.Timeout <= 0 {
-		c.Timeout = 300 * time.Millisecond
-	}
-	c.Rise, c.Fall = max(c.Rise, 1), max(c.Fall, 1)
+	d := DefaultConfig()
+	c.Interval = cmp.Or(max(c.Interval, 0), d.Interval)
+	c.Timeout = cmp.Or(max(c.Timeout, 0), d.Timeout)
+	c.Rise = cmp.Or(max(c.Rise, 0), d.Rise)
+	c.Fall = cmp.Or(max(c.Fall, 0), d.Fall)
 	return c
 }
 

@@ -39,7 +39,7 @@ func status(v *health.View, addr string) health.MemberState {
 // quorum.
 func TestMonitorRealEnsemble(t *testing.T) {
 	ens := zktest.Start(t, zktest.Config{Members: 3, Observers: 1, Whitelist: zktest.DefaultWhitelist})
-	cfg := health.Config{Interval: 500 * time.Millisecond, Timeout: 300 * time.Millisecond}
+	cfg := health.Config{Interval: 500 * time.Millisecond, Timeout: 300 * time.Millisecond, Fall: 1}
 	mon := health.NewMonitor(ens.Addrs(), cfg, zerolog.New(zerolog.NewTestWriter(t)))
 	mon.Start()
 	defer mon.Close()

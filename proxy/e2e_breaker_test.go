@@ -178,7 +178,7 @@ func hungLeader(t *testing.T, slowOnly bool) {
 	if slowOnly {
 		extra["syncLimit"] = "20"
 		opts = []gateOption{
-			withHealth(health.Config{Interval: 200 * time.Millisecond, Timeout: 3 * time.Second}),
+			withHealth(health.Config{Interval: 200 * time.Millisecond, Timeout: 3 * time.Second, Fall: 1}),
 			withBreaker(func(c *breaker.Config) {
 				c.OpenFor, c.Window, c.MinRequests, c.SlowCall = time.Second, 500*time.Millisecond, 10, 200*time.Millisecond
 			}),

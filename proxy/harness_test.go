@@ -81,7 +81,7 @@ func withHealth(c health.Config) gateOption { return func(g *gateSetup) { g.heal
 func startGate(t *testing.T, ens *zktest.Ensemble, cfg proxy.Config, opts ...gateOption) *gate {
 	t.Helper()
 	setup := gateSetup{addrs: ens.Addrs(), breaker: breaker.DefaultConfig(), ejection: breaker.DefaultEjectionConfig(),
-		health: health.Config{Interval: 200 * time.Millisecond, Timeout: 300 * time.Millisecond}}
+		health: health.Config{Interval: 200 * time.Millisecond, Timeout: 300 * time.Millisecond, Fall: 1}}
 	for _, o := range opts {
 		o(&setup)
 	}

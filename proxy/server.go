@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -16,11 +17,21 @@ import (
 	"github.com/zkgate/zkgate/jute"
 )
 
-// Coalescing defaults (Config.Coalesce).
+// Defaults (DefaultConfig). The config file's defaults are these.
 const (
-	DefaultCoalesce      = 2 * time.Millisecond
-	DefaultCoalesceShare = 0.125
+	DefaultCoalesce         = 2 * time.Millisecond
+	DefaultCoalesceShare    = 0.125
+	DefaultHandshakeTimeout = 10 * time.Second // as ZooKeeper's own
+	DefaultDialTimeout      = 2 * time.Second
+	DefaultDrainTimeout     = 10 * time.Second
 )
+
+// DefaultConfig is one ensemble's data path as shipped.
+func DefaultConfig() Config {
+	return Config{Name: "default", Policy: LeastConnections, MaxFrame: jute.DefaultMaxFrame,
+		HandshakeTimeout: DefaultHandshakeTimeout, DialTimeout: DefaultDialTimeout, DrainTimeout: DefaultDrainTimeout,
+		Coalesce: DefaultCoalesce, CoalesceShare: DefaultCoalesceShare}
+}
 
 // Relay drivers (Config.Driver).
 const (
@@ -28,16 +39,17 @@ const (
 	DriverGoroutines = "goroutines" // a reader and a writer per socket; every OS
 )
 
-// Config is one ensemble's data-path settings. Zero values take the defaults.
+// Config is one ensemble's data-path settings. A zero value takes DefaultConfig's,
+// except where 0 is a setting of its own (the limits: none; Coalesce: off).
 type Config struct {
-	Name             string        // ensemble name, for logs; default "default"
-	Policy           Policy        // default LeastConnections
-	MaxFrame         int           // largest frame payload; default jute.DefaultMaxFrame
-	HandshakeTimeout time.Duration // accept to ConnectResponse; default 10s, as ZooKeeper's own
-	DialTimeout      time.Duration // per member connect attempt; default 2s
+	Name             string        // ensemble name, for logs
+	Policy           Policy        // routing
+	MaxFrame         int           // largest frame payload
+	HandshakeTimeout time.Duration // accept to ConnectResponse
+	DialTimeout      time.Duration // per member connect attempt
 	MaxConnections   int           // per listener; 0 = unlimited
 	MaxPerClient     int           // per client IP address; 0 = unlimited
-	DrainTimeout     time.Duration // Shutdown waits this long for sessions to end; default 10s
+	DrainTimeout     time.Duration // Shutdown waits this long for sessions to end
 	// MoveTimeout bounds a session's move to another member when its member is lost;
 	// past it the client is closed (and reconnects through zkgate). Default a third of
 	// the session's negotiated timeout.
@@ -51,30 +63,21 @@ type Config struct {
 	// travel per system call, once requests queue at the ensemble (8 or more in flight on
 	// the loop). The wait is also at most CoalesceShare of the members' average reply
 	// latency: it costs that much latency at most, where requests already wait far
-	// longer. Default 2ms; negative turns coalescing off.
+	// longer. 0 (or negative) turns coalescing off; DefaultConfig has it on.
 	Coalesce      time.Duration
-	CoalesceShare float64 // default 0.125
+	CoalesceShare float64
 }
 
 func (c Config) withDefaults() Config {
-	if c.Name == "" {
-		c.Name = "default"
-	}
-	if c.Policy == "" {
-		c.Policy = LeastConnections
-	}
-	if c.MaxFrame <= 0 {
-		c.MaxFrame = jute.DefaultMaxFrame
-	}
-	if c.HandshakeTimeout <= 0 {
-		c.HandshakeTimeout = 10 * time.Second
-	}
-	if c.DialTimeout <= 0 {
-		c.DialTimeout = 2 * time.Second
-	}
-	if c.DrainTimeout <= 0 {
-		c.DrainTimeout = 10 * time.Second
-	}
+	d := DefaultConfig()
+	c.Name = cmp.Or(c.Name, d.Name)
+	c.Policy = cmp.Or(c.Policy, d.Policy)
+	c.MaxFrame = cmp.Or(max(c.MaxFrame, 0), d.MaxFrame)
+	c.HandshakeTimeout = cmp.Or(max(c.HandshakeTimeout, 0), d.HandshakeTimeout)
+	c.DialTimeout = cmp.Or(max(c.DialTimeout, 0), d.DialTimeout)
+	c.DrainTimeout = cmp.Or(max(c.DrainTimeout, 0), d.DrainTimeout)
+	c.Coalesce = max(c.Coalesce, 0)
+	c.CoalesceShare = cmp.Or(max(c.CoalesceShare, 0), d.CoalesceShare)
 	if c.Driver == "" || !epollBuilt {
 		c.Driver = DriverGoroutines
 		if epollBuilt {
@@ -83,12 +86,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Loops <= 0 {
 		c.Loops = max(1, runtime.GOMAXPROCS(0)-1)
-	}
-	if c.Coalesce == 0 {
-		c.Coalesce = DefaultCoalesce
-	}
-	if c.CoalesceShare <= 0 {
-		c.CoalesceShare = DefaultCoalesceShare
 	}
 	return c
 }

@@ -224,17 +224,10 @@ func serveConfig(ctx context.Context, f config.File, ready func(running)) error 
 	info := running{Clients: map[string]string{}}
 	for _, e := range f.Ensembles {
 		elog := log.With().Str("ensemble", e.Name).Logger()
-		mon := health.NewMonitor(e.Members, health.Config{Interval: e.Health.Interval, Timeout: e.Health.Timeout,
-			Rise: e.Health.Rise, Fall: e.Health.Fall}, elog.With().Str("component", "health").Logger())
+		mon := health.NewMonitor(e.Members, e.HealthConfig(), elog.With().Str("component", "health").Logger())
 		mon.Start()
-		brk := breaker.NewEnsemble(e.Name, e.Breaker, log)
-		srv := proxy.NewServer(proxy.Config{
-			Name: e.Name, Policy: proxy.Policy(e.Routing), MaxFrame: e.Limits.MaxFrame,
-			HandshakeTimeout: e.Limits.HandshakeTimeout, DrainTimeout: e.Limits.DrainTimeout,
-			MaxConnections: e.Limits.MaxConnections, MaxPerClient: e.Limits.MaxConnectionsPerClient,
-			Coalesce: coalesce(e.Relay.Coalesce), CoalesceShare: e.Relay.CoalesceShare,
-			MoveTimeout: e.Relay.MoveTimeout, Driver: e.Relay.Driver,
-		}, mon, log, proxy.WithBreaker(brk), proxy.WithEjector(breaker.NewEjector(e.Members, e.Ejection, elog)),
+		brk := breaker.NewEnsemble(e.Name, e.Breaker.Config(), log)
+		srv := proxy.NewServer(e.Proxy(), mon, log, proxy.WithBreaker(brk), proxy.WithEjector(breaker.NewEjector(e.Members, e.Ejection.Config(), elog)),
 			proxy.WithObserver(metrics.Observer(e.Name, brk)))
 		mon.Subscribe(srv.ApplyView)
 		ln, err := net.Listen("tcp", e.Listen)
@@ -280,12 +273,4 @@ func serveConfig(ctx context.Context, f config.File, ready func(running)) error 
 		}
 		return err
 	}
-}
-
-// coalesce maps the file's relay.coalesce (0 is off) to proxy.Config's (0 is the default).
-func coalesce(d time.Duration) time.Duration {
-	if d == 0 {
-		return -1
-	}
-	return d
 }

@@ -20,7 +20,6 @@ import (
 	"github.com/zkgate/zkgate/admin"
 	"github.com/zkgate/zkgate/config"
 	"github.com/zkgate/zkgate/internal/zktest"
-	"github.com/zkgate/zkgate/proxy"
 )
 
 func TestServeConfigErrors(t *testing.T) {
@@ -371,21 +370,5 @@ func TestDemoStartsAndStops(t *testing.T) {
 			conn.Close()
 			t.Errorf("member %s still listening after the demo stopped", m)
 		}
-	}
-}
-
-// TestCoalesceOff: relay.coalesce 0 in the file (or --coalesce 0) turns coalescing off;
-// proxy.Config reads 0 as "the default", so it must not get a 0.
-func TestCoalesceOff(t *testing.T) {
-	for _, tc := range []struct{ file, want time.Duration }{
-		{0, -1}, {2 * time.Millisecond, 2 * time.Millisecond}, {5 * time.Millisecond, 5 * time.Millisecond},
-	} {
-		if got := coalesce(tc.file); got != tc.want {
-			t.Errorf("relay.coalesce %v: proxy.Config.Coalesce %v, want %v", tc.file, got, tc.want)
-		}
-	}
-	// config keeps its own copy of the defaults (it does not import proxy): they must agree.
-	if r := config.DefaultEnsemble().Relay; r.Coalesce != proxy.DefaultCoalesce || r.CoalesceShare != proxy.DefaultCoalesceShare {
-		t.Errorf("config's relay defaults %+v are not proxy's (%v, %v)", r, proxy.DefaultCoalesce, proxy.DefaultCoalesceShare)
 	}
 }
