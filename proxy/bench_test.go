@@ -65,7 +65,7 @@ func benchGate(b *testing.B) (net.Conn, *jute.FrameReader) {
 	member := responder(b)
 	view := &health.View{Members: []health.MemberState{{Address: member, Status: health.StatusServing, Mode: "leader", Serving: true}},
 		Leader: member, Quorum: true, At: time.Now()}
-	srv := NewServer(Config{}, staticView{view}, zerolog.Nop())
+	srv := NewServer(DefaultConfig(), staticView{view}, zerolog.Nop())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -160,7 +160,7 @@ func BenchmarkRelayPipelined(b *testing.B) {
 func BenchmarkRelayMachine(b *testing.B) {
 	view := &health.View{Members: []health.MemberState{{Address: "m1", Status: health.StatusServing, Mode: "leader", Serving: true}},
 		Leader: "m1", Quorum: true, At: time.Now()}
-	srv := NewServer(Config{}, staticView{view}, zerolog.Nop())
+	srv := NewServer(DefaultConfig(), staticView{view}, zerolog.Nop())
 	r := newRelay(srv, &Session{member: "m1", id: 1, timeout: 30 * time.Second, started: time.Now()})
 	req := jute.AppendFrame(nil, &jute.RequestHeader{Xid: 1, Type: jute.OpGetData}, &jute.GetDataRequest{Path: "/bench"})
 	reply := jute.AppendFrame(nil, &jute.ReplyHeader{Xid: 1, Zxid: 42}, &jute.GetDataResponse{})

@@ -27,7 +27,14 @@ func TestCoalesceWindow(t *testing.T) {
 		{"off", -1, 0, 256, 40 * ms, 0},
 		{"share", 5 * ms, 0.25, 64, 16 * ms, 4 * ms},
 	} {
-		l := &loop{srv: &Server{cfg: Config{Coalesce: tc.coalesce, CoalesceShare: tc.share}.withDefaults()},
+		cfg := DefaultConfig()
+		if tc.coalesce != 0 {
+			cfg.Coalesce = tc.coalesce
+		}
+		if tc.share != 0 {
+			cfg.CoalesceShare = tc.share
+		}
+		l := &loop{srv: &Server{cfg: cfg.withDefaults()},
 			o: out{flight: tc.flight, latency: tc.latency}}
 		if got := l.window(); got != tc.want {
 			t.Errorf("%s: window %v, want %v", tc.name, got, tc.want)
