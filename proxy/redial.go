@@ -71,14 +71,12 @@ func (s *Server) redial(ctx context.Context, m *moveOrder) moveResult {
 		if excluded == nil {
 			excluded = map[string]bool{}
 		}
-		retryLost := round > 0 && m.closedByMember && !excluded[m.lost]
-		excluded[m.lost] = true
+		if round == 0 || !m.closedByMember {
+			excluded[m.lost] = true
+		}
 		targets := s.moveTargets(m, excluded)
-		if retryLost {
-			delete(excluded, m.lost)
-			if slices.Contains(s.moveTargets(m, excluded), m.lost) {
-				targets = append(targets, m.lost)
-			}
+		if i := slices.Index(targets, m.lost); i >= 0 { // routable again: the last choice
+			targets = append(slices.Delete(targets, i, i+1), m.lost)
 		}
 		for _, member := range targets {
 			nc, resp, _, err := s.dialBounded(ctx, s.dials, member, raw)
