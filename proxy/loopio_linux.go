@@ -298,10 +298,12 @@ func (l *loop) sweep(now time.Time) {
 			continue
 		}
 		switch {
-		case now.Sub(c.lastRead) > c.idle:
-			l.finish(c, ending{side: "client", err: fmt.Errorf("%w (%v)", errClientSilent, c.idle)})
+		// Before silence: a client held back because it does not read has not been read
+		// either, and "sent nothing" would blame the wrong side.
 		case len(c.ce.out) > 0 && now.Sub(c.ce.outSince) > c.idle:
 			l.finish(c, ending{side: "zkgate", reason: "client does not read its replies"})
+		case now.Sub(c.lastRead) > c.idle:
+			l.finish(c, ending{side: "client", err: fmt.Errorf("%w (%v)", errClientSilent, c.idle)})
 		case len(c.me.out) > 0 && now.Sub(c.me.outSince) > c.idle:
 			l.loseMember(c, "member does not read the session's requests")
 		}

@@ -14,6 +14,9 @@ const (
 	LeastConnections Policy = "least-connections" // default; avoids the leader while followers serve
 	RoundRobin       Policy = "round-robin"
 	Any              Policy = "any" // the member order as configured
+	// PreferObservers places sessions on serving observers first (how ZooKeeper users
+	// scale reads), then followers, then the leader; fewest sessions first within each.
+	PreferObservers Policy = "prefer-observers"
 )
 
 // RouteInput is everything Route decides on.
@@ -35,6 +38,7 @@ func Route(in RouteInput) []string {
 	type cand struct {
 		addr     string
 		leader   bool
+		observer bool
 		sessions int
 		order    int
 	}
@@ -48,7 +52,7 @@ func Route(in RouteInput) []string {
 		if in.LastZxidSeen > 0 && m.Zxid < in.LastZxidSeen && !followerZxidUnknown(m) {
 			continue
 		}
-		c := cand{addr: m.Address, leader: m.Mode == "leader", sessions: in.Sessions[m.Address], order: i}
+		c := cand{addr: m.Address, leader: m.Mode == "leader", observer: m.Mode == "observer", sessions: in.Sessions[m.Address], order: i}
 		if !c.leader {
 			followers = true
 		}
@@ -61,6 +65,26 @@ func Route(in RouteInput) []string {
 			cands = append(cands[k:], cands[:k]...)
 		}
 	case Any:
+	case PreferObservers:
+		tier := func(c cand) int {
+			switch {
+			case c.observer:
+				return 0
+			case c.leader:
+				return 2
+			}
+			return 1
+		}
+		sort.SliceStable(cands, func(i, j int) bool {
+			a, b := cands[i], cands[j]
+			if ta, tb := tier(a), tier(b); ta != tb {
+				return ta < tb
+			}
+			if a.sessions != b.sessions {
+				return a.sessions < b.sessions
+			}
+			return a.order < b.order
+		})
 	default:
 		sort.SliceStable(cands, func(i, j int) bool {
 			a, b := cands[i], cands[j]

@@ -13,6 +13,8 @@ func TestRoute(t *testing.T) {
 		return health.MemberState{Address: addr, Mode: mode, Status: st, Zxid: zxid}
 	}
 	three := &health.View{Members: []health.MemberState{m("a", "leader", S, 100), m("b", "follower", S, 90), m("c", "follower", S, 100)}}
+	withObservers := &health.View{Members: append(append([]health.MemberState(nil), three.Members...),
+		m("o1", "observer", S, 100), m("o2", "observer", S, 100))}
 	for _, c := range []struct {
 		name string
 		in   RouteInput
@@ -30,6 +32,12 @@ func TestRoute(t *testing.T) {
 		{"round robin rotates", RouteInput{View: three, Policy: RoundRobin, Counter: 1}, []string{"b", "c", "a"}},
 		{"round robin rotates again", RouteInput{View: three, Policy: RoundRobin, Counter: 2}, []string{"c", "a", "b"}},
 		{"any keeps order", RouteInput{View: three, Policy: Any, Sessions: map[string]int{"a": 9}}, []string{"a", "b", "c"}},
+		{"prefer observers: observers, followers, then the leader", RouteInput{View: withObservers, Policy: PreferObservers,
+			Sessions: map[string]int{"o1": 3, "o2": 1, "b": 0}}, []string{"o2", "o1", "b", "c", "a"}},
+		{"prefer observers: followers when no observer serves", RouteInput{View: withObservers, Policy: PreferObservers,
+			Excluded: map[string]bool{"o1": true, "o2": true}}, []string{"b", "c", "a"}},
+		{"prefer observers: the leader last", RouteInput{View: three, Policy: PreferObservers, Sessions: map[string]int{"b": 5}},
+			[]string{"c", "b", "a"}},
 	} {
 		if got := Route(c.in); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)

@@ -206,6 +206,14 @@ func nonReaderStep(ctx context.Context, g *gate, h *hostileResult) error {
 	if blocked == 0 {
 		h.fail("zkgate never stopped reading the non-reader")
 	}
+	if closed != "" {
+		if err := waitUntil(ctx, 10*time.Second, "zkgate's log saying why it closed the non-reader", func() bool {
+			n, _ := g.logCount("client does not read its replies")
+			return n > 0
+		}); err != nil {
+			h.fail("%v", err)
+		}
+	}
 	if rssPeak-rss0 > 64<<20 {
 		h.fail("RSS grew %.1f MiB for one non-reading session", mib(rssPeak-rss0))
 	}

@@ -1,0 +1,72 @@
+package proxy_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/zkgate/zkgate/internal/zktest"
+	"github.com/zkgate/zkgate/proxy"
+)
+
+// prefer-observers on a 5-member ensemble of 3 voters and 2 observers: sessions go to
+// the observers; with the observers gone they move to the followers, never the leader.
+func TestPreferObserversPlacement(t *testing.T) {
+	ens := zktest.Start(t, zktest.Config{Members: 3, Observers: 2})
+	g := startGate(t, ens, proxy.Config{Policy: proxy.PreferObservers})
+	observers := map[string]bool{}
+	for _, m := range ens.Members() {
+		if m.Observer {
+			observers[m.ClientAddr] = true
+		}
+	}
+	// Health must have seen the observers' mode before placing by it.
+	zktest.WaitFor(t, 30*time.Second, "health sees both observers serving", func() bool {
+		n := 0
+		for _, m := range g.mon.View().Members {
+			if observers[m.Address] && m.Serving && m.Mode == "observer" {
+				n++
+			}
+		}
+		return n == 2
+	})
+	for range 4 {
+		connect(t, g.addr)
+	}
+	placed := map[string]int{}
+	for _, s := range g.srv.Sessions() {
+		placed[s.Member]++
+	}
+	for member, n := range placed {
+		if !observers[member] {
+			t.Fatalf("%d sessions on %s, not an observer: %v", n, member, placed)
+		}
+	}
+	if len(placed) != 2 {
+		t.Fatalf("sessions not spread over both observers: %v", placed)
+	}
+
+	leader, err := ens.Leader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ens.Members() {
+		if m.Observer {
+			m.Kill()
+		}
+	}
+	zktest.WaitFor(t, 30*time.Second, "every session moved to a follower", func() bool {
+		ss := g.srv.Sessions()
+		for _, s := range ss {
+			if observers[s.Member] || s.Member == leader.ClientAddr {
+				return false
+			}
+		}
+		return len(ss) == 4
+	})
+	connect(t, g.addr)
+	for _, s := range g.srv.Sessions() {
+		if s.Member == leader.ClientAddr {
+			t.Fatalf("a session on the leader while followers serve: %+v", s)
+		}
+	}
+}
