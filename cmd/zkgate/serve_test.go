@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -159,6 +160,7 @@ func TestServeOperability(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("/metrics: %d", code)
 	}
+	promtoolCheckMetrics(t, metrics)
 	for _, want := range []string{
 		`zkgate_requests_total{ensemble="ops",op="create"} 1`,
 		`zkgate_responses_total{ensemble="ops",op="getData"} 2`,
@@ -370,5 +372,24 @@ func TestDemoStartsAndStops(t *testing.T) {
 			conn.Close()
 			t.Errorf("member %s still listening after the demo stopped", m)
 		}
+	}
+}
+
+// promtoolCheckMetrics lints a live /metrics with promtool (Debian's prometheus package),
+// required under CI=true, where .ci/run installs it.
+func promtoolCheckMetrics(t *testing.T, metrics string) {
+	t.Helper()
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("promtool missing (apt-get install prometheus)")
+		}
+		t.Log("promtool missing: /metrics not linted (apt-get install prometheus)")
+		return
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(metrics)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 }
