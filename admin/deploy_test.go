@@ -17,8 +17,8 @@ import (
 type captured struct{ cs []prometheus.Collector }
 
 func (c *captured) Register(col prometheus.Collector) error { c.cs = append(c.cs, col); return nil }
-func (c *captured) MustRegister(cs ...prometheus.Collector)  { c.cs = append(c.cs, cs...) }
-func (c *captured) Unregister(prometheus.Collector) bool     { return false }
+func (c *captured) MustRegister(cs ...prometheus.Collector) { c.cs = append(c.cs, cs...) }
+func (c *captured) Unregister(prometheus.Collector) bool    { return false }
 
 // exported lists every metric family zkgate can export.
 func exported(t *testing.T) map[string]bool {

@@ -28,6 +28,7 @@ type Metrics struct {
 	decode      *prometheus.CounterVec
 	refused     *prometheus.CounterVec
 	rejected    *prometheus.CounterVec
+	limited     *prometheus.CounterVec
 	lost        *prometheus.CounterVec
 	stalled     *prometheus.CounterVec
 	connFails   *prometheus.CounterVec
@@ -57,6 +58,8 @@ func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkgate_refused_connections_total",
 			Help: "New clients turned away before reaching a member, by reason (breaker, no-member, limit, handshake)."},
 			[]string{"ensemble", "reason"}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkgate_limited_requests_total",
+			Help: "Requests over a client's limits (per client IP, per session, in flight), answered with the reject code."}, []string{"ensemble", "limit"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkgate_rejected_requests_total",
 			Help: "Requests zkgate answered itself with the breaker's reject code, by opcode."}, []string{"ensemble", "op"}),
 		lost: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkgate_lost_requests_total",
@@ -77,7 +80,7 @@ func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "zkgate_build_info",
 		Help: "zkgate's version and the Go version it was built with; always 1."}, []string{"version", "goversion"})
 	build.WithLabelValues(version, runtime.Version()).Set(1)
-	reg.MustRegister(m.requests, m.responses, m.errors, m.latency, m.events, m.decode, m.refused, m.rejected,
+	reg.MustRegister(m.requests, m.responses, m.errors, m.latency, m.events, m.decode, m.refused, m.rejected, m.limited,
 		m.lost, m.stalled, m.connFails, m.transitions, m.moves, m.moveTime, build)
 	return m
 }
@@ -196,6 +199,11 @@ func (o *Observer) ConnectFailed(member string, _ error) {
 func (o *Observer) Moved(_, _ string, outcome string, d time.Duration) {
 	o.m.moves.WithLabelValues(o.ensemble, outcome).Inc()
 	o.m.moveTime.WithLabelValues(o.ensemble, outcome).Observe(d.Seconds())
+}
+
+// Limited implements proxy.Observer.
+func (o *Observer) Limited(scope string) {
+	o.m.limited.WithLabelValues(o.ensemble, scope).Inc()
 }
 
 // Refused implements proxy.Observer.

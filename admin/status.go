@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/zkgate/zkgate/breaker"
 	"github.com/zkgate/zkgate/health"
+	"github.com/zkgate/zkgate/proxy"
 )
 
 // Status is /api/v1/status.
@@ -35,9 +36,13 @@ type EnsembleStatus struct {
 	Replies  uint64        `json:"replies"`
 	// SessionMoves counts sessions moved off a lost member; SessionMovesClosed, those
 	// whose client was closed instead (it reconnected through zkgate).
-	SessionMoves       uint64         `json:"session_moves"`
-	SessionMovesClosed uint64         `json:"session_moves_closed"`
-	Members            []MemberStatus `json:"members"`
+	SessionMoves       uint64 `json:"session_moves"`
+	SessionMovesClosed uint64 `json:"session_moves_closed"`
+	// LimitedRequests counts requests over a client's limits (limits.client_rate, ...);
+	// LimitedClients, by client IP, for the clients connected now, most first.
+	LimitedRequests uint64                `json:"limited_requests"`
+	LimitedClients  []proxy.ClientLimited `json:"limited_clients,omitempty"`
+	Members         []MemberStatus        `json:"members"`
 }
 
 // BreakerStatus is the ensemble breaker.
@@ -135,6 +140,7 @@ func ensembleStatus(e Ensemble) EnsembleStatus {
 		Name: e.Name, Listen: e.Listen, Ready: e.Server.CanServe(), Quorum: v.Quorum, Leader: v.Leader,
 		Sessions: t.Sessions, Requests: t.Requests, Replies: t.Replies,
 		SessionMoves: t.Moves, SessionMovesClosed: t.MovesClosed,
+		LimitedRequests: t.Limited, LimitedClients: e.Server.LimitedClients(),
 		Breaker: BreakerStatus{State: brk.State().String(), Enabled: brk.Config().Enabled, Summary: brk.Summary(),
 			Requests: req, Failures: fail, History: brk.History()},
 	}
@@ -252,7 +258,7 @@ td,th{border:1px solid #ddd;padding:3px 9px;text-align:left} th{background:#f0f0
  {{if .Ready}}<span class="ok">ready</span>{{else}}<span class="bad">not ready</span>{{end}}</h2>
 <div>breaker <span class="{{if eq .Breaker.State "closed"}}ok{{else if eq .Breaker.State "open"}}bad{{else}}warn{{end}}">{{.Breaker.State}}</span>
  — {{.Breaker.Summary}} · quorum {{if .Quorum}}<span class="ok">yes</span>{{else}}<span class="bad">no</span>{{end}}
- · {{.Sessions}} sessions · {{printf "%.1f" $rate.PerSec}} requests/s ({{.Requests}} in all), mean reply {{printf "%.2f" $rate.MeanMs}} ms · {{.SessionMoves}} sessions moved off lost members{{if .SessionMovesClosed}}, {{.SessionMovesClosed}} closed instead{{end}}</div>
+ · {{.Sessions}} sessions · {{printf "%.1f" $rate.PerSec}} requests/s ({{.Requests}} in all), mean reply {{printf "%.2f" $rate.MeanMs}} ms · {{.SessionMoves}} sessions moved off lost members{{if .SessionMovesClosed}}, {{.SessionMovesClosed}} closed instead{{end}}{{if .LimitedRequests}} · {{.LimitedRequests}} requests over client limits{{range $i, $c := .LimitedClients}}{{if lt $i 3}} ({{$c.IP}}: {{$c.Limited}}){{end}}{{end}}{{end}}</div>
 <table><tr><th>member</th><th>role</th><th>health</th><th>ejected</th><th>sessions</th><th>zxid</th><th>probe ms</th></tr>
 {{range .Members}}<tr><td>{{.Address}}</td><td>{{if .Mode}}{{.Mode}}{{else}}<span class="muted">unknown</span>{{end}}</td>
 <td class="{{if .Serving}}ok{{else}}bad{{end}}">{{.Status}}{{if .LastError}} <span class="muted">{{.LastError}}</span>{{end}}</td>

@@ -59,6 +59,12 @@ type Limits struct {
 	MaxFrame                int           `yaml:"max_frame"`                  // largest frame payload, bytes
 	HandshakeTimeout        time.Duration `yaml:"handshake_timeout"`
 	DrainTimeout            time.Duration `yaml:"drain_timeout"`
+	// Protection from one client (proxy.Limits); 0 = off.
+	ClientRate         float64 `yaml:"client_rate"`
+	ClientBurst        int     `yaml:"client_burst"`
+	SessionRate        float64 `yaml:"session_rate"`
+	SessionBurst       int     `yaml:"session_burst"`
+	MaxInFlightSession int     `yaml:"max_in_flight_per_session"`
 }
 
 // Relay tunes the relay loops.
@@ -106,6 +112,11 @@ func DefaultEnsemble() Ensemble {
 			DrainTimeout:            p.DrainTimeout,
 			MaxConnections:          p.MaxConnections,
 			MaxConnectionsPerClient: p.MaxPerClient,
+			ClientRate:              p.Limits.ClientRate,
+			ClientBurst:             p.Limits.ClientBurst,
+			SessionRate:             p.Limits.SessionRate,
+			SessionBurst:            p.Limits.SessionBurst,
+			MaxInFlightSession:      p.Limits.MaxInFlight,
 		},
 		Relay:    Relay{Coalesce: p.Coalesce, CoalesceShare: p.CoalesceShare, MoveTimeout: p.MoveTimeout, Driver: p.Driver},
 		Health:   Health(health.DefaultConfig()),
@@ -122,6 +133,8 @@ func (e Ensemble) Proxy() proxy.Config {
 		MaxConnections: e.Limits.MaxConnections, MaxPerClient: e.Limits.MaxConnectionsPerClient,
 		Coalesce: e.Relay.Coalesce, CoalesceShare: e.Relay.CoalesceShare,
 		MoveTimeout: e.Relay.MoveTimeout, Driver: e.Relay.Driver,
+		Limits: proxy.Limits{ClientRate: e.Limits.ClientRate, ClientBurst: e.Limits.ClientBurst,
+			SessionRate: e.Limits.SessionRate, SessionBurst: e.Limits.SessionBurst, MaxInFlight: e.Limits.MaxInFlightSession},
 	}
 }
 
@@ -253,6 +266,9 @@ func (f *File) Validate() error {
 		}
 		if e.Limits.MaxConnections < 0 || e.Limits.MaxConnectionsPerClient < 0 {
 			return bad("limits", "connection limits cannot be negative")
+		}
+		if l := e.Limits; l.ClientRate < 0 || l.ClientBurst < 0 || l.SessionRate < 0 || l.SessionBurst < 0 || l.MaxInFlightSession < 0 {
+			return bad("limits", "client_rate, client_burst, session_rate, session_burst and max_in_flight_per_session cannot be negative (0 is off)")
 		}
 		if e.Limits.MaxFrame < 1024 {
 			return bad("limits.max_frame", "%d: want at least 1024 bytes", e.Limits.MaxFrame)

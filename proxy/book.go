@@ -270,8 +270,9 @@ type SessionInfo struct {
 	Latency  latencyStats
 	LastOp   jute.OpCode
 	LastResp time.Time
-	Passwd   bool // the member gave a session password (always, for an established session)
-	Moves    int  // times zkgate moved the session to another member
+	Passwd   bool   // the member gave a session password (always, for an established session)
+	Moves    int    // times zkgate moved the session to another member
+	Limited  uint64 // requests over the client's limits, answered with the reject code
 }
 
 // Info returns a snapshot.
@@ -280,5 +281,5 @@ func (s *Session) Info() SessionInfo {
 	defer s.mu.Unlock()
 	return SessionInfo{s.Client, s.member, s.id, s.timeout, s.lastZxid, s.inFlightLocked(), len(s.watches),
 		s.requests, s.replies, s.bytesIn.Load(), s.bytesOut.Load(), s.started, s.lat, s.lastOp, s.lastResp,
-		len(s.passwd) > 0, s.moves}
+		len(s.passwd) > 0, s.moves, s.limited.Load()}
 }

@@ -120,6 +120,7 @@ func (s *Server) writeMntr(b *strings.Builder) {
 	kv("zkgate_coalesce_ms", t.CoalescedFor.Milliseconds())
 	kv("zkgate_session_moves", t.Moves)
 	kv("zkgate_session_moves_closed", t.MovesClosed)
+	kv("zkgate_limited_requests", t.Limited)
 	kv("zkgate_members", len(v.Members))
 	kv("zkgate_members_serving", serving)
 	kv("zkgate_members_ejected", ejected)

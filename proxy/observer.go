@@ -34,6 +34,9 @@ type Observer interface {
 	// Refused: a new client was turned away before reaching a member; reason is short
 	// and fixed ("breaker", "no-member", "limit", "handshake").
 	Refused(reason string)
+	// Limited: a request over one of Config.Limits was answered with the reject code;
+	// scope is LimitClient, LimitSession or LimitInFlight.
+	Limited(scope string)
 }
 
 type nopObserver struct{}
@@ -48,4 +51,5 @@ func (nopObserver) Rejected(jute.OpCode, jute.ErrCode)                     {}
 func (nopObserver) Lost(string, int)                                       {}
 func (nopObserver) ConnectFailed(string, error)                            {}
 func (nopObserver) Refused(string)                                         {}
+func (nopObserver) Limited(string)                                         {}
 func (nopObserver) Moved(string, string, string, time.Duration)            {}

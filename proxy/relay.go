@@ -21,10 +21,11 @@ type relay struct {
 	sess   *Session
 	member string // the member connection's address
 	state  relayState
-	sent   int     // requests sent to the member and not replied to (out.flight counts them)
-	own    []int32 // xids of zkgate's own packets on the member connection, oldest first
-	held   []byte  // whole client frames that came during a move, released after it
-	bye    bool    // closeSession sent, or auth failed: a member that closes now is not lost
+	sent   int           // requests sent to the member and not replied to (out.flight counts them)
+	own    []int32       // xids of zkgate's own packets on the member connection, oldest first
+	held   []byte        // whole client frames that came during a move, released after it
+	bye    bool          // closeSession sent, or auth failed: a member that closes now is not lost
+	lim    *sessionLimit // nil when Config.Limits are off
 	// the move under way (state moving)
 	lost             string // the member the session moves off
 	lostWhy          string
@@ -88,6 +89,14 @@ func (r *relay) fromClient(o *out, data []byte, now time.Time) (used int, end *e
 		}
 		r.srv.obs.Request(h.Type)
 		r.sess.bytesIn.Add(uint64(len(frame)))
+		if r.lim != nil && needsPermit(h) {
+			if scope := r.lim.check(now, r.sent+len(batch)); scope != "" {
+				batch = r.enqueue(o, batch) // the FIFO keeps the client's order
+				r.limited(o, f, scope, now)
+				continue
+			}
+			r.endEpisode(now, false)
+		}
 		allowed := true
 		if needsPermit(h) {
 			f.permit, allowed = r.srv.brk.Acquire()

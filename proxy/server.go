@@ -66,6 +66,8 @@ type Config struct {
 	// longer. 0 (or negative) turns coalescing off; DefaultConfig has it on.
 	Coalesce      time.Duration
 	CoalesceShare float64
+	// Limits protect the ensemble from one client (see Limits); off when zero.
+	Limits Limits
 }
 
 func (c Config) withDefaults() Config {
@@ -124,7 +126,9 @@ type Server struct {
 	conns     map[*conn]struct{}
 	perMember map[string]int
 	perClient map[string]int // open connections by client IP
-	closing   bool
+	// clientLimits are the client IPs' buckets (Config.Limits), shared by their sessions
+	clientLimits map[string]*clientLimit
+	closing      bool
 
 	wg      sync.WaitGroup // accept loops, connections and moves
 	retired Totals         // what ended sessions did; under mu
@@ -149,7 +153,7 @@ func NewServer(cfg Config, views ViewSource, log zerolog.Logger, opts ...Option)
 	s := &Server{
 		cfg: cfg.withDefaults(), views: views, obs: nopObserver{},
 		log:       log.With().Str("ensemble", cfg.withDefaults().Name).Logger(),
-		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}, perMember: map[string]int{}, perClient: map[string]int{},
+		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}, perMember: map[string]int{}, perClient: map[string]int{}, clientLimits: map[string]*clientLimit{},
 		started: time.Now(), stop: make(chan struct{}), kick: make(chan struct{}, 1),
 		dials: make(chan struct{}, moveDials), placing: make(chan struct{}, placeDials),
 	}

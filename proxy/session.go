@@ -88,6 +88,7 @@ type Session struct {
 	started     time.Time
 
 	bytesIn, bytesOut atomic.Uint64 // frames as relayed, length prefix included
+	limited           atomic.Uint64 // requests over the limits (Config.Limits)
 
 	// held: zkgate stopped reading the member because the client does not read its
 	// replies; requests outstanding then (or before heldEnd) have no member latency.

@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"cmp"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/zkgate/zkgate/breaker"
@@ -19,6 +21,10 @@ func (s *Server) untrack(cn *conn) {
 	if cn.member != "" {
 		s.perMember[cn.member]--
 	}
+	if cn.r != nil {
+		cn.r.endEpisode(time.Now(), true)
+		s.dropSessionLimit(cn.ip, cn.r.lim)
+	}
 	if cn.sess != nil {
 		i := cn.sess.Info()
 		s.retired.Requests += i.Requests
@@ -26,6 +32,7 @@ func (s *Server) untrack(cn *conn) {
 		s.retired.BytesIn += i.BytesIn
 		s.retired.BytesOut += i.BytesOut
 		s.retired.Latency.merge(i.Latency)
+		s.retired.Limited += i.Limited
 	}
 }
 
@@ -53,6 +60,7 @@ func (s *Server) attach(cn *conn, sess *Session) {
 	s.mu.Lock()
 	cn.member, cn.sess = sess.member, sess
 	cn.r = newRelay(s, sess)
+	cn.r.lim = s.newSessionLimit(cn.ip)
 	s.perMember[sess.member]++
 	s.mu.Unlock()
 }
@@ -92,6 +100,8 @@ type Totals struct {
 	// Moves counts sessions moved to another member; MovesClosed, those whose client was
 	// closed instead.
 	Moves, MovesClosed uint64
+	// Limited counts requests over a client's limits (Config.Limits).
+	Limited uint64
 }
 
 // Totals sums the live sessions and the ended ones.
@@ -116,6 +126,7 @@ func (s *Server) Totals() Totals {
 		t.BytesOut += i.BytesOut
 		t.Outstanding += i.InFlight
 		t.Latency.merge(i.Latency)
+		t.Limited += i.Limited
 		t.Sessions++
 	}
 	return t
@@ -157,4 +168,27 @@ func (s *Server) MoveOff(member, why string) int {
 		cn.lose(why)
 	}
 	return len(victims)
+}
+
+// LimitedClients gives the requests over the limits by client IP, for the clients with a
+// session now, most first.
+func (s *Server) LimitedClients() []ClientLimited {
+	byIP := map[string]uint64{}
+	for _, cn := range s.connList(true) {
+		if n := cn.sess.limited.Load(); n > 0 {
+			byIP[cn.ip] += n
+		}
+	}
+	out := make([]ClientLimited, 0, len(byIP))
+	for ip, n := range byIP {
+		out = append(out, ClientLimited{IP: ip, Limited: n})
+	}
+	slices.SortFunc(out, func(a, b ClientLimited) int { return cmp.Compare(b.Limited, a.Limited) })
+	return out
+}
+
+// ClientLimited is one client IP's requests over its limits.
+type ClientLimited struct {
+	IP      string `json:"ip"`
+	Limited uint64 `json:"limited_requests"`
 }
