@@ -36,11 +36,11 @@ func scenarios() []scenario {
 	return []scenario{
 		with("kill-leader", "kill -9 the leader, restart it 5 s later", faultKill(leader)),
 		with("kill-follower", "kill -9 a follower, restart it 5 s later", faultKill(busiestFollower)),
-		with("pause-member", "SIGSTOP a follower for 10 s", faultPause),
+		with("pause-member", "SIGSTOP the follower serving most active clients for 10 s", faultPause),
 		with("quorum-loss", "kill -9 the leader and a follower for 10 s", faultQuorumLoss),
 		with("rolling-restart", "restart each member in turn (SIGTERM), the leader last", faultRolling),
 		killGate,
-		with("slow-member", "SIGSTOP a follower for 800 ms of every second, for 15 s", faultSlow),
+		with("slow-member", "SIGSTOP the follower serving most active clients for 800 ms of every second, for 15 s", faultSlow),
 	}
 }
 
@@ -69,6 +69,49 @@ func busiestFollower(_ context.Context, r *run) (*zktest.Member, error) {
 	return best, nil
 }
 
+// activeFollower is the follower serving the most register and create sessions (the
+// ones with requests in flight, which a slow member stalls); from zkgate's cons, or the
+// clients' own server when they connect directly. Without one, the busiest follower.
+func activeFollower(ctx context.Context, r *run) (*zktest.Member, error) {
+	onMember := map[int64]string{} // session id → member address
+	for _, g := range r.gates {
+		cons, err := zktest.FourLetter(g.listen, "cons", 5*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		for _, line := range strings.Split(cons, "\n") {
+			var sid int64
+			if _, after, ok := strings.Cut(line, "sid=0x"); ok {
+				fmt.Sscanf(after, "%x", &sid)
+			}
+			if _, after, ok := strings.Cut(line, "member="); ok {
+				onMember[sid], _, _ = strings.Cut(after, ",")
+			}
+		}
+	}
+	count := map[string]int{}
+	for _, c := range r.clients {
+		if c.class == classIdle {
+			continue
+		}
+		if r.direct {
+			count[c.conn.Server()]++
+		} else {
+			count[onMember[c.conn.SessionID()]]++
+		}
+	}
+	var best *zktest.Member
+	for _, f := range r.ens.Followers() {
+		if best == nil || count[f.ClientAddr] > count[best.ClientAddr] {
+			best = f
+		}
+	}
+	if best == nil || count[best.ClientAddr] == 0 {
+		return busiestFollower(ctx, r)
+	}
+	return best, nil
+}
+
 func faultKill(pick func(context.Context, *run) (*zktest.Member, error)) func(context.Context, *run) error {
 	return func(ctx context.Context, r *run) error {
 		m, err := pick(ctx, r)
@@ -85,7 +128,7 @@ func faultKill(pick func(context.Context, *run) (*zktest.Member, error)) func(co
 }
 
 func faultPause(ctx context.Context, r *run) error {
-	m, err := busiestFollower(ctx, r)
+	m, err := activeFollower(ctx, r)
 	if err != nil {
 		return err
 	}
@@ -148,7 +191,7 @@ func faultKillGate(ctx context.Context, r *run) error {
 }
 
 func faultSlow(ctx context.Context, r *run) error {
-	m, err := busiestFollower(ctx, r)
+	m, err := activeFollower(ctx, r)
 	if err != nil {
 		return err
 	}
