@@ -86,6 +86,9 @@ func (r *relay) lose(o *out, now time.Time, why string) (*moveOrder, *ending) {
 	for _, xid := range pings {
 		o.client = appendReply(o.client, xid, r.sess.zxid(), jute.ErrOK)
 	}
+	// Requests refused (breaker, limits) behind those pings are next in line now: answer
+	// them before anything the new member replies.
+	r.answer(o, false, false)
 	waiting := r.sess.inFlight()
 	o.flight -= r.sent - waiting
 	r.sent = waiting

@@ -90,7 +90,11 @@ func (r *relay) fromClient(o *out, data []byte, now time.Time) (used int, end *e
 		r.srv.obs.Request(h.Type)
 		r.sess.bytesIn.Add(uint64(len(frame)))
 		if r.lim != nil && needsPermit(h) {
-			if scope := r.lim.check(now, r.sent+len(batch)); scope != "" {
+			inFlight := 0
+			if r.lim.cfg.MaxInFlight > 0 {
+				inFlight = r.sess.requestsInFlight() + len(batch)
+			}
+			if scope := r.lim.check(now, inFlight); scope != "" {
 				batch = r.enqueue(o, batch) // the FIFO keeps the client's order
 				r.limited(o, f, scope, now)
 				continue

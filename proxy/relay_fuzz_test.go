@@ -11,14 +11,22 @@ import (
 // find the session expired, or fail), and checks what a client relies on:
 //   - it gets exactly one answer per request, in order (never twice, never out of turn);
 //   - nothing zkgate sent on its own behalf (a move's replay) reaches it;
-//   - every breaker permit is released once the session ends.
+//   - every breaker permit is released once the session ends;
+//   - with the limits on, requests over them are answered in their turn like the rest.
 func FuzzRelay(f *testing.F) {
 	f.Add([]byte{0, 1, 0, 4, 4, 4})
 	f.Add([]byte{0, 0, 3, 1, 2, 7, 0, 0, 2, 7, 2, 4, 4, 4, 4, 4})
 	f.Add([]byte{3, 0, 0, 1, 5, 2, 6, 0, 0, 4, 7, 0, 7, 2, 4, 4, 6, 1, 0, 4})
 	f.Add([]byte{0, 0, 0, 1, 7, 0, 7, 5, 2, 2, 4, 4, 4, 4, 4, 4})
+	f.Add([]byte{5, 0, 0, 0, 0, 0, 1, 0, 4, 4, 4, 0, 0})
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		g := newRig(t)
+		if len(ops) > 0 && ops[0]%2 == 1 {
+			// Limits on (the rig's clock stands still: a bucket does not refill), so that
+			// requests answered with the reject code by a limit mix with the rest.
+			g = limitRig(t, Limits{SessionRate: 1, SessionBurst: int(ops[0]/2%4) + 1, MaxInFlight: int(ops[0]/8%3) + 1})
+			ops = ops[1:]
+		}
 		m := &fuzzModel{t: t, g: g}
 		for i := 0; i+1 < len(ops) && m.end == nil; i += 2 {
 			m.step(ops[i], ops[i+1])

@@ -264,6 +264,20 @@ func (s *Session) inFlightLocked() int {
 	return n
 }
 
+// requestsInFlight counts the client's requests (not pings, auth or zkgate's own) sent to
+// the member and not replied to: what Limits.MaxInFlight caps.
+func (s *Session) requestsInFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for i := range s.fifo {
+		if e := &s.fifo[i]; e.waiting() && e.xid >= 0 {
+			n++
+		}
+	}
+	return n
+}
+
 // drain empties the FIFO when the session ends. It returns the sent requests that got
 // no member reply, with permit set where one must still be released.
 func (s *Session) drain() []inflight {
