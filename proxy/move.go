@@ -126,6 +126,7 @@ func (r *relay) lose(o *out, now time.Time, why string) (*moveOrder, *ending) {
 func (s *Session) strand() (pings []int32, unsafe jute.OpCode) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.moving = true
 	for i := range s.fifo {
 		e := &s.fifo[i]
 		if !e.waiting() {
@@ -314,6 +315,7 @@ func (r *relay) resend(o *out, now time.Time) int {
 	s := r.sess
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.moving = false
 	n := 0
 	for i := range s.fifo {
 		if e := &s.fifo[i]; e.waiting() && e.keptLen > 0 {

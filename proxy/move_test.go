@@ -270,3 +270,32 @@ func TestAuthKeptBounded(t *testing.T) {
 		t.Fatalf("the refused packet went to the member")
 	}
 }
+
+// A read waiting for a move is not a slow call: the sweep skips the session while it
+// moves, and the read is timed again from when it goes to the new member. Counted slow, a
+// member's death under many sessions opened the ensemble breaker for everyone.
+func TestMoveIsNotSlowCalls(t *testing.T) {
+	g := newRig(t)
+	g.client(getData(1, "/a", false))
+	g.toMember()
+	if _, end := g.r.lose(&g.o, g.now, "test"); end != nil {
+		t.Fatal(end)
+	}
+	slow := g.srv.brk.SlowCall()
+	later := g.now.Add(4 * slow)
+	if st, now := g.r.sess.stalls(later, slow, nil); len(st) != 0 || now {
+		t.Fatalf("a read waiting for the move was reported slow: %+v", st)
+	}
+	if end := g.r.attached(&g.o, "m2", &jute.ConnectResponse{TimeOut: 4000, SessionID: 0x77, Passwd: g.r.sess.passwd}, later); end != nil {
+		t.Fatal(end)
+	}
+	g.toMember()
+	if st, _ := g.r.sess.stalls(later.Add(slow/2), slow, nil); len(st) != 0 {
+		t.Fatalf("the resent read was reported slow: %+v", st)
+	}
+	g.now = later.Add(slow / 2)
+	g.member(1, 0)
+	if _, failures, _ := g.srv.brk.Stats(); failures != 0 {
+		t.Fatalf("the breaker counted %d failures for a moved read", failures)
+	}
+}

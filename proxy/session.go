@@ -89,6 +89,7 @@ type Session struct {
 
 	bytesIn, bytesOut atomic.Uint64 // frames as relayed, length prefix included
 	limited           atomic.Uint64 // requests over the limits (Config.Limits)
+	moving            bool          // its member is lost and its reads wait to be sent again; under mu
 
 	// held: zkgate stopped reading the member because the client does not read its
 	// replies; requests outstanding then (or before heldEnd) have no member latency.
@@ -300,6 +301,12 @@ func (s *Session) drain() []inflight {
 func (s *Session) stalls(now time.Time, slow time.Duration, buf []inflight) ([]inflight, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.moving {
+		// Its reads wait for the move, not for a member: they go out again when it is
+		// done, timed from then. Counted slow, a member's death under a thousand sessions
+		// opened the ensemble breaker for everyone.
+		return buf, false
+	}
 	stalled := s.stalledNow(now, slow)
 	// The FIFO is in start order, so each sweep starts where the last one stopped.
 	for i := min(s.scanned, len(s.fifo)); i < len(s.fifo); i++ {
