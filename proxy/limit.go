@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -36,9 +35,8 @@ func bucket(r float64, burst int) *rate.Limiter {
 
 // clientLimit is one client IP's bucket, shared by its sessions (refs under Server.mu).
 type clientLimit struct {
-	bucket  *rate.Limiter
-	refs    int
-	limited atomic.Uint64
+	bucket *rate.Limiter
+	refs   int
 }
 
 // sessionLimit is a session's share of the limits, owned by its relay.
@@ -82,9 +80,6 @@ const limitQuiet = time.Second
 // an episode.
 func (r *relay) limited(o *out, f inflight, scope string, now time.Time) {
 	l := r.lim
-	if l.client != nil {
-		l.client.limited.Add(1)
-	}
 	r.sess.limited.Add(1)
 	r.srv.obs.Limited(scope)
 	if l.n == 0 {

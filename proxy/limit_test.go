@@ -76,7 +76,7 @@ func TestLimitClientAndInFlight(t *testing.T) {
 	if hs, _ := g.toMember(); !slices.Equal(reqXids(hs), []int32{1, 2}) {
 		t.Fatalf("to member: %v, want the client's burst of 2 over both sessions", reqXids(hs))
 	}
-	if c := g.r.lim.client; c != other.lim.client || c.limited.Load() != 1 {
+	if c := g.r.lim.client; c != other.lim.client || g.r.sess.limited.Load() != 1 {
 		t.Fatalf("the sessions do not share the client's bucket: %p %p", c, other.lim.client)
 	}
 

@@ -89,7 +89,8 @@ func (r *relay) fromClient(o *out, data []byte, now time.Time) (used int, end *e
 		}
 		r.srv.obs.Request(h.Type)
 		r.sess.bytesIn.Add(uint64(len(frame)))
-		if r.lim != nil && needsPermit(h) {
+		counted := needsPermit(h)
+		if r.lim != nil && counted {
 			inFlight := 0
 			if r.lim.cfg.MaxInFlight > 0 {
 				inFlight = r.sess.requestsInFlight() + len(batch)
@@ -102,7 +103,7 @@ func (r *relay) fromClient(o *out, data []byte, now time.Time) (used int, end *e
 			r.endEpisode(now, false)
 		}
 		allowed := true
-		if needsPermit(h) {
+		if counted {
 			f.permit, allowed = r.srv.brk.Acquire()
 		}
 		if allowed {
