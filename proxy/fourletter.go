@@ -43,8 +43,12 @@ func (s *Server) FourLetter(cmd string) string {
 	case "envi":
 		writeEnvi(&b)
 	case "isro":
-		if s.CanServe() {
+		// Clients connected read-only ask this to learn when to come back for read-write.
+		switch {
+		case s.CanServe():
 			return "rw"
+		case s.ServesReadOnly():
+			return "ro"
 		}
 		return "null"
 	default:

@@ -30,7 +30,7 @@ const handshakeBuffer = 1 << 10
 func (c *conn) handshake() (*jute.FrameReader, error) {
 	cfg := c.srv.cfg
 	deadline := c.accepted.Add(cfg.HandshakeTimeout)
-	refusing := c.srv.brk.Refusing()
+	refusing := c.srv.brk.Refusing() && !c.srv.ServesReadOnly()
 	if refusing {
 		// The breaker turns new sessions away: a client gets refuseWait to show a
 		// four-letter word or a reconnecting session, then it is closed.
@@ -75,7 +75,7 @@ func (c *conn) handshake() (*jute.FrameReader, error) {
 	// A reconnecting session (an id) is let through whenever health allows, whatever the
 	// breaker: refusing it would let the session expire. Its requests still meet the
 	// breaker. A new session waits for the breaker.
-	if !c.srv.brk.AdmitSession(req.SessionID != 0) {
+	if !c.srv.brk.AdmitSession(req.SessionID != 0) && !(req.ReadOnly && c.srv.ServesReadOnly()) {
 		return nil, errRefused
 	}
 	c.client.SetDeadline(deadline)
@@ -127,7 +127,7 @@ func (c *conn) place(raw []byte, req *jute.ConnectRequest, deadline time.Time) e
 		// session, zkgate's status and cons list it.
 		s.attach(c, &Session{Client: c.addr, member: member, id: resp.SessionID,
 			passwd: resp.Passwd, timeout: time.Duration(resp.TimeOut) * time.Millisecond,
-			readOnly: req.ReadOnly, hasReadOnly: req.HasReadOnly,
+			readOnly: req.ReadOnly, hasReadOnly: req.HasReadOnly, roServed: resp.ReadOnly,
 			lastZxid: req.LastZxidSeen, started: time.Now()})
 		if _, err := c.client.Write(respFrame); err != nil {
 			return fmt.Errorf("client went away during handshake: %w", err)

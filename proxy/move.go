@@ -33,6 +33,7 @@ const (
 	MovedOK         = "moved"
 	MoveUnsafe      = "closed-unsafe-in-flight" // a write, SASL or closeSession was in flight
 	MoveSASL        = "closed-sasl"             // the session used SASL
+	MoveReadOnly    = "closed-read-only"        // a read-only member's session: no other member knows it
 	MoveNoMember    = "closed-no-member"
 	MoveDeadline    = "closed-deadline"
 	MoveExpired     = "closed-expired"
@@ -107,6 +108,10 @@ func (r *relay) lose(o *out, now time.Time, why string) (*moveOrder, *ending) {
 		return nil, r.moveEnded(o, MoveUnsafe, fmt.Sprintf("a %s was in flight", unsafe), now)
 	case sasl:
 		return nil, r.moveEnded(o, MoveSASL, "the session used SASL, which a move cannot replay", now)
+	case r.sess.roServed:
+		// A read-only member's sessions are its own (local sessions); its client reconnects,
+		// as it would directly, and zkgate places it on a read-write member if the quorum is back.
+		return nil, r.moveEnded(o, MoveReadOnly, "the session was on a read-only member", now)
 	}
 	d := r.srv.cfg.MoveTimeout
 	if d <= 0 {
@@ -172,6 +177,10 @@ func (r *relay) attached(o *out, member string, resp *jute.ConnectResponse, now 
 	}
 	if resp.Expired() {
 		return r.moveEnded(o, MoveExpired, member+" answered that the session expired", now)
+	}
+	if resp.ReadOnly {
+		// Its client believes it may write: it must see the read-only ConnectResponse itself.
+		return r.moveEnded(o, MoveReadOnly, member+" is read-only", now)
 	}
 	from := r.lost
 	r.member = member

@@ -36,10 +36,12 @@ func (s *Server) dialBounded(ctx context.Context, slots chan struct{}, member st
 // moveTargets lists the members to try for a move, best first: those health saw caught
 // up with the session's lastZxid, then the others. Health's zxids are a poll old, and a
 // session that just wrote is ahead of them; a member that is really behind closes the
-// connection without an answer, and the next one is tried.
+// connection without an answer, and the next one is tried. A move never goes to a
+// read-only member: the client would not see the read-only ConnectResponse, and would
+// take its writes' NOTREADONLY for a fault.
 func (s *Server) moveTargets(m *moveOrder, excluded map[string]bool) []string {
 	in := RouteInput{View: s.views.View(), Policy: s.cfg.Policy, Sessions: s.sessionsPerMember(),
-		LastZxidSeen: m.req.LastZxidSeen, ReadOnly: m.req.ReadOnly, Counter: s.rr.Add(1), Excluded: excluded}
+		LastZxidSeen: m.req.LastZxidSeen, Counter: s.rr.Add(1), Excluded: excluded}
 	caught := Route(in)
 	in.LastZxidSeen = 0
 	for _, addr := range Route(in) {

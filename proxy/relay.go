@@ -103,7 +103,9 @@ func (r *relay) fromClient(o *out, data []byte, now time.Time) (used int, end *e
 			r.endEpisode(now, false)
 		}
 		allowed := true
-		if counted {
+		if counted && !r.sess.roServed {
+			// A read-only member's sessions are served without a quorum, which the
+			// breaker waits for; the member itself refuses their writes.
 			f.permit, allowed = r.srv.brk.Acquire()
 		}
 		if allowed {

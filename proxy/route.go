@@ -39,6 +39,7 @@ func Route(in RouteInput) []string {
 		addr     string
 		leader   bool
 		observer bool
+		readOnly bool
 		sessions int
 		order    int
 	}
@@ -52,7 +53,8 @@ func Route(in RouteInput) []string {
 		if in.LastZxidSeen > 0 && m.Zxid < in.LastZxidSeen && !followerZxidUnknown(m) {
 			continue
 		}
-		c := cand{addr: m.Address, leader: m.Mode == "leader", observer: m.Mode == "observer", sessions: in.Sessions[m.Address], order: i}
+		c := cand{addr: m.Address, leader: m.Mode == "leader", observer: m.Mode == "observer",
+			readOnly: m.Status == health.StatusReadOnly, sessions: in.Sessions[m.Address], order: i}
 		if !c.leader {
 			followers = true
 		}
@@ -97,6 +99,9 @@ func Route(in RouteInput) []string {
 			return a.order < b.order
 		})
 	}
+	// A read-only client goes to a read-only member only when no member serves
+	// read-write: a member in read-only mode next to a quorum is cut off from it.
+	sort.SliceStable(cands, func(i, j int) bool { return !cands[i].readOnly && cands[j].readOnly })
 	out := make([]string, len(cands))
 	for i, c := range cands {
 		out[i] = c.addr

@@ -29,6 +29,11 @@ func TestRoute(t *testing.T) {
 		{"excluded", RouteInput{View: three, Excluded: map[string]bool{"c": true}}, []string{"b", "a"}},
 		{"read-only only for read-only clients", RouteInput{View: &health.View{Members: []health.MemberState{m("a", "read-only", RO, 1)}}}, []string{}},
 		{"read-only client", RouteInput{View: &health.View{Members: []health.MemberState{m("a", "read-only", RO, 1)}}, ReadOnly: true}, []string{"a"}},
+		{"read-write members before a read-only one, whatever their load", RouteInput{View: &health.View{Members: []health.MemberState{
+			m("r", "read-only", RO, 1), m("a", "leader", S, 1), m("b", "follower", S, 1)}}, ReadOnly: true,
+			Sessions: map[string]int{"b": 9, "a": 9}}, []string{"b", "a", "r"}},
+		{"read-only last under every policy", RouteInput{View: &health.View{Members: []health.MemberState{
+			m("r", "read-only", RO, 1), m("o", "observer", S, 1)}}, ReadOnly: true, Policy: Any}, []string{"o", "r"}},
 		{"round robin rotates", RouteInput{View: three, Policy: RoundRobin, Counter: 1}, []string{"b", "c", "a"}},
 		{"round robin rotates again", RouteInput{View: three, Policy: RoundRobin, Counter: 2}, []string{"c", "a", "b"}},
 		{"any keeps order", RouteInput{View: three, Policy: Any, Sessions: map[string]int{"a": 9}}, []string{"a", "b", "c"}},

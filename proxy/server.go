@@ -120,6 +120,7 @@ type Server struct {
 	coalesced, coalescedFor atomic.Int64
 	// session moves done and refused (Totals)
 	moves, movesClosed atomic.Int64
+	readOnlyService    atomic.Bool // ServesReadOnly as of the last view, for its log lines
 
 	mu        sync.Mutex // guards below
 	listeners map[net.Listener]struct{}

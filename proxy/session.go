@@ -70,6 +70,7 @@ type Session struct {
 	timeout     time.Duration
 	readOnly    bool // the client's ConnectRequest asked for read-only, and
 	hasReadOnly bool // carried the optional byte at all
+	roServed    bool // the member answered read-only: it has no quorum, and the session is its own
 	lastZxid    int64
 	fifo        []inflight // requests in flight, oldest first
 	backing     []inflight // fifo's whole array, so the space freed at its front is reused

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/zkgate/zkgate/breaker"
+	"github.com/zkgate/zkgate/health"
 )
 
 // untrack removes a connection; an ended session's counts move to the totals under the
@@ -149,6 +150,23 @@ func (s *Server) CanServe() bool {
 	v := s.views.View()
 	return v.Quorum && s.brk.State() != breaker.Open &&
 		len(Route(RouteInput{View: v, Policy: Any, Excluded: s.ej.Excluded()})) > 0
+}
+
+// ServesReadOnly reports whether zkgate serves only read-only clients now: health sees
+// no quorum, and a member runs in read-only mode (readonlymode.enabled) and is not
+// ejected. A client that asked for read-only is placed there; the others are refused.
+func (s *Server) ServesReadOnly() bool {
+	v := s.views.View()
+	if v.Quorum {
+		return false
+	}
+	excluded := s.ej.Excluded()
+	for _, m := range v.Members {
+		if m.Status == health.StatusReadOnly && !excluded[m.Address] {
+			return true
+		}
+	}
+	return false
 }
 
 // MoveOff moves every session on member to another member (it is ejected, down, not

@@ -13,6 +13,13 @@ import (
 func (s *Server) ApplyView(v health.View) {
 	ok, why := verdict(&v)
 	s.brk.ObserveHealth(ok, why)
+	if ro := s.ServesReadOnly(); s.readOnlyService.Swap(ro) != ro {
+		if ro {
+			s.log.Warn().Str("health", why).Msg("read-only service: no quorum, a member serves read-only; clients that asked for read-only are placed on it, the others are refused")
+		} else {
+			s.log.Info().Str("health", why).Msg("read-only service over")
+		}
+	}
 	now := time.Now()
 	for _, m := range v.Members {
 		down := m.Status == health.StatusDown

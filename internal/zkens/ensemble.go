@@ -27,6 +27,9 @@ type Config struct {
 	MaxClientCnxns int
 	// Extra keys appended to every member's zoo.cfg (later keys win in ZooKeeper's parser).
 	Extra map[string]string
+	// JVMFlags are added to every member's java command line, before the main class
+	// (system properties such as -Dreadonlymode.enabled=true).
+	JVMFlags []string
 	// StartTimeout bounds Start's wait for a ready ensemble; default 60s.
 	StartTimeout time.Duration
 	// Dir holds member directories; default a fresh temp dir removed on Close.
@@ -100,6 +103,7 @@ func New(cfg Config) (*Ensemble, error) {
 			electPort:  ports[3*i+2],
 			dir:        filepath.Join(e.dir, fmt.Sprintf("member-%d", i+1)),
 			inst:       inst,
+			jvmFlags:   cfg.JVMFlags,
 		})
 	}
 	for _, m := range e.members {

@@ -26,6 +26,7 @@ type Member struct {
 	peerPort, electPort int
 	dir                 string
 	inst                Install
+	jvmFlags            []string
 
 	mu      sync.Mutex // guards cmd, done, paused
 	cmd     *exec.Cmd
@@ -54,13 +55,14 @@ func (m *Member) start() error {
 		return err
 	}
 	fmt.Fprintf(lf, "=== zkens: starting member %d at %s ===\n", m.ID, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(m.inst.Java,
+	args := append([]string{
 		"-Xms32m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
 		"-Dzookeeper.admin.enableServer=false",
 		"-Dorg.slf4j.simpleLogger.showDateTime=true",
-		"-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS",
-		"-cp", m.inst.ClassPath,
+		"-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS"}, m.jvmFlags...)
+	args = append(args, "-cp", m.inst.ClassPath,
 		"org.apache.zookeeper.server.quorum.QuorumPeerMain", m.cfgPath())
+	cmd := exec.Command(m.inst.Java, args...)
 	cmd.Dir = m.dir
 	cmd.Stdout = lf
 	cmd.Stderr = lf
