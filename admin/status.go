@@ -3,9 +3,7 @@ package admin
 import (
 	"encoding/json"
 	"fmt"
-	"html/template"
 	"net/http"
-	"sort"
 	"sync"
 	"time"
 
@@ -13,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/zkgate/zkgate/breaker"
 	"github.com/zkgate/zkgate/health"
+	"github.com/zkgate/zkgate/hotspot"
 	"github.com/zkgate/zkgate/proxy"
 )
 
@@ -43,6 +42,12 @@ type EnsembleStatus struct {
 	LimitedRequests uint64                `json:"limited_requests"`
 	LimitedClients  []proxy.ClientLimited `json:"limited_clients,omitempty"`
 	Members         []MemberStatus        `json:"members"`
+	// ReadOnlyService: no quorum, and read-only clients are served by a member in
+	// read-only mode (the others are refused).
+	ReadOnlyService bool `json:"read_only_service"`
+	// Hotspots are the heaviest clients, sessions and path prefixes over the last
+	// complete window (absent when hotspots are off).
+	Hotspots *hotspot.Report `json:"hotspots,omitempty"`
 }
 
 // BreakerStatus is the ensemble breaker.
@@ -67,6 +72,7 @@ type MemberStatus struct {
 	Zxid          string    `json:"zxid"`
 	LatencyMs     float64   `json:"latency_ms"` // the last health probe's round trip
 	Sessions      int       `json:"sessions"`
+	Since         time.Time `json:"since"` // when health last changed its status
 	LastError     string    `json:"last_error,omitempty"`
 }
 
@@ -77,18 +83,15 @@ type Server struct {
 	started   time.Time
 	gatherer  prometheus.Gatherer
 
-	mu   sync.Mutex
-	last map[string]sample // per ensemble, at the previous page view: the request rate
-}
-
-type sample struct {
-	at       time.Time
-	requests uint64
+	mu    sync.Mutex
+	hist  map[string]*ring // per ensemble: the charts' points (Sample)
+	every time.Duration    // Sample's interval
 }
 
 // NewServer returns the admin handler for the ensembles; metrics come from gatherer.
 func NewServer(ensembles []Ensemble, version string, gatherer prometheus.Gatherer) *Server {
-	return &Server{ensembles: ensembles, version: version, started: time.Now(), gatherer: gatherer, last: map[string]sample{}}
+	return &Server{ensembles: ensembles, version: version, started: time.Now(), gatherer: gatherer,
+		hist: map[string]*ring{}, every: SampleEvery}
 }
 
 // Handler routes /, /metrics, /healthz, /readyz and /api/v1/status.
@@ -143,6 +146,10 @@ func ensembleStatus(e Ensemble) EnsembleStatus {
 		LimitedRequests: t.Limited, LimitedClients: e.Server.LimitedClients(),
 		Breaker: BreakerStatus{State: brk.State().String(), Enabled: brk.Config().Enabled, Summary: brk.Summary(),
 			Requests: req, Failures: fail, History: brk.History()},
+		ReadOnlyService: e.Server.ServesReadOnly(),
+	}
+	if rep, ok := e.Server.Hotspots(); ok {
+		es.Hotspots = &rep
 	}
 	perMember := map[string]int{}
 	for _, s := range e.Server.Sessions() {
@@ -155,48 +162,13 @@ func ensembleStatus(e Ensemble) EnsembleStatus {
 	for _, m := range v.Members {
 		ms := MemberStatus{Address: m.Address, Mode: m.Mode, Status: m.Status.String(), Serving: m.Status == health.StatusServing,
 			Zxid: fmt.Sprintf("0x%x", m.Zxid), LatencyMs: float64(m.Latency.Microseconds()) / 1000,
-			Sessions: perMember[m.Address], LastError: m.LastError}
+			Sessions: perMember[m.Address], Since: m.Since, LastError: m.LastError}
 		if s := ej[m.Address]; s.Ejected {
 			ms.Ejected, ms.EjectedUntil, ms.EjectedReason = true, s.Until, s.Reason
 		}
 		es.Members = append(es.Members, ms)
 	}
 	return es
-}
-
-// pageData adds request rate and latency, from the metrics, to the status.
-type pageData struct {
-	Status
-	Now   time.Time
-	Rates map[string]opRate // by ensemble
-}
-
-type opRate struct {
-	Requests float64 // replies timed, total
-	MeanMs   float64 // mean reply latency since start
-	PerSec   float64 // requests per second since the previous page view (or since start)
-}
-
-func (a *Server) page(w http.ResponseWriter, _ *http.Request) {
-	data := pageData{Status: a.Status(), Now: time.Now(), Rates: a.rates()}
-	a.mu.Lock()
-	for _, e := range data.Ensembles {
-		prev, ok := a.last[e.Name]
-		if !ok {
-			prev = sample{at: a.started}
-		}
-		r := data.Rates[e.Name]
-		if d := data.Now.Sub(prev.at).Seconds(); d > 0 && e.Requests >= prev.requests {
-			r.PerSec = float64(e.Requests-prev.requests) / d
-		}
-		data.Rates[e.Name] = r
-		a.last[e.Name] = sample{at: data.Now, requests: e.Requests}
-	}
-	a.mu.Unlock()
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	if err := pageTmpl.Execute(w, data); err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-	}
 }
 
 // rates reads the request counters and latency histograms back from the registry.
@@ -229,44 +201,3 @@ func (a *Server) rates() map[string]opRate {
 	}
 	return out
 }
-
-var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
-	"since": func(t time.Time) string { return time.Since(t).Round(time.Second).String() },
-	"recent": func(h []breaker.Transition) []breaker.Transition {
-		h = append([]breaker.Transition(nil), h...)
-		sort.Slice(h, func(i, j int) bool { return h[i].At.After(h[j].At) })
-		if len(h) > 8 {
-			h = h[:8]
-		}
-		return h
-	},
-}).Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">
-<title>zkgate</title>
-<style>
-body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}
-h1{font-size:20px;margin:0 0 .2em} h2{font-size:17px;margin:1.2em 0 .3em}
-table{border-collapse:collapse;margin:.3em 0 .8em;background:#fff}
-td,th{border:1px solid #ddd;padding:3px 9px;text-align:left} th{background:#f0f0f0}
-.ok{color:#0a7a2f;font-weight:600} .bad{color:#b00020;font-weight:600} .warn{color:#a05a00;font-weight:600}
-.muted{color:#777}
-</style></head><body>
-<h1>zkgate {{.Version}}</h1>
-<div class="muted">up {{since .StartedAt}} · refreshed {{.Now.Format "15:04:05"}} · <a href="/api/v1/status">status JSON</a> · <a href="/metrics">metrics</a></div>
-{{range .Ensembles}}{{$rate := index $.Rates .Name}}
-<h2>{{.Name}} <span class="muted">on {{.Listen}}</span>
- {{if .Ready}}<span class="ok">ready</span>{{else}}<span class="bad">not ready</span>{{end}}</h2>
-<div>breaker <span class="{{if eq .Breaker.State "closed"}}ok{{else if eq .Breaker.State "open"}}bad{{else}}warn{{end}}">{{.Breaker.State}}</span>
- — {{.Breaker.Summary}} · quorum {{if .Quorum}}<span class="ok">yes</span>{{else}}<span class="bad">no</span>{{end}}
- · {{.Sessions}} sessions · {{printf "%.1f" $rate.PerSec}} requests/s ({{.Requests}} in all), mean reply {{printf "%.2f" $rate.MeanMs}} ms · {{.SessionMoves}} sessions moved off lost members{{if .SessionMovesClosed}}, {{.SessionMovesClosed}} closed instead{{end}}{{if .LimitedRequests}} · {{.LimitedRequests}} requests over client limits{{range $i, $c := .LimitedClients}}{{if lt $i 3}} ({{$c.IP}}: {{$c.Limited}}){{end}}{{end}}{{end}}</div>
-<table><tr><th>member</th><th>role</th><th>health</th><th>ejected</th><th>sessions</th><th>zxid</th><th>probe ms</th></tr>
-{{range .Members}}<tr><td>{{.Address}}</td><td>{{if .Mode}}{{.Mode}}{{else}}<span class="muted">unknown</span>{{end}}</td>
-<td class="{{if .Serving}}ok{{else}}bad{{end}}">{{.Status}}{{if .LastError}} <span class="muted">{{.LastError}}</span>{{end}}</td>
-<td>{{if .Ejected}}<span class="bad">until {{.EjectedUntil.Format "15:04:05"}}</span> {{.EjectedReason}}{{else}}no{{end}}</td>
-<td>{{.Sessions}}</td><td>{{.Zxid}}</td><td>{{printf "%.2f" .LatencyMs}}</td></tr>
-{{end}}</table>
-{{with recent .Breaker.History}}<table><tr><th>when</th><th>breaker</th><th>why</th></tr>
-{{range .}}<tr><td>{{.At.Format "15:04:05.000"}}</td><td>{{.FromName}} → {{.ToName}}</td><td>{{.Reason}}</td></tr>{{end}}
-</table>{{else}}<div class="muted">no breaker transitions yet</div>{{end}}
-{{end}}
-</body></html>`))

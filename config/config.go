@@ -50,6 +50,15 @@ type Ensemble struct {
 	Health   Health   `yaml:"health"`
 	Breaker  Breaker  `yaml:"breaker"`
 	Ejection Ejection `yaml:"ejection"`
+	Hotspots Hotspots `yaml:"hotspots"`
+}
+
+// Hotspots finds the heaviest clients, sessions and path prefixes (proxy.Hotspots).
+type Hotspots struct {
+	Enabled   bool          `yaml:"enabled"`
+	PathDepth int           `yaml:"path_depth"` // path components kept: /a/b/c at 2 is /a/b
+	Capacity  int           `yaml:"capacity"`   // keys each sketch keeps (fixed memory)
+	Window    time.Duration `yaml:"window"`     // rates are over the last complete window
 }
 
 // Limits bound what one client can cost.
@@ -122,6 +131,7 @@ func DefaultEnsemble() Ensemble {
 		Health:   Health(health.DefaultConfig()),
 		Breaker:  breakerSection(breaker.DefaultConfig()),
 		Ejection: Ejection(breaker.DefaultEjectionConfig()),
+		Hotspots: Hotspots(p.Hotspots),
 	}
 }
 
@@ -135,6 +145,7 @@ func (e Ensemble) Proxy() proxy.Config {
 		MoveTimeout: e.Relay.MoveTimeout, Driver: e.Relay.Driver,
 		Limits: proxy.Limits{ClientRate: e.Limits.ClientRate, ClientBurst: e.Limits.ClientBurst,
 			SessionRate: e.Limits.SessionRate, SessionBurst: e.Limits.SessionBurst, MaxInFlight: e.Limits.MaxInFlightSession},
+		Hotspots: proxy.Hotspots(e.Hotspots),
 	}
 }
 
@@ -266,6 +277,9 @@ func (f *File) Validate() error {
 		}
 		if e.Limits.MaxConnections < 0 || e.Limits.MaxConnectionsPerClient < 0 {
 			return bad("limits", "connection limits cannot be negative")
+		}
+		if h := e.Hotspots; h.Enabled && (h.PathDepth < 1 || h.Capacity < 10 || h.Window < time.Second) {
+			return bad("hotspots", "path_depth must be at least 1, capacity at least 10 and window at least 1s")
 		}
 		if l := e.Limits; l.ClientRate < 0 || l.ClientBurst < 0 || l.SessionRate < 0 || l.SessionBurst < 0 || l.MaxInFlightSession < 0 {
 			return bad("limits", "client_rate, client_burst, session_rate, session_burst and max_in_flight_per_session cannot be negative (0 is off)")

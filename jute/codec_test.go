@@ -282,3 +282,31 @@ func TestMultiChecksOnly(t *testing.T) {
 		}
 	}
 }
+
+func TestRequestPath(t *testing.T) {
+	multi := (&MultiHeader{Type: OpSetData}).Append(nil)
+	multi = (&SetDataRequest{Path: "/m/first", Data: []byte("x"), Version: -1}).Append(multi)
+	multi = (&MultiHeader{Type: OpDelete}).Append(multi)
+	multi = (&DeleteRequest{Path: "/m/second", Version: -1}).Append(multi)
+	multi = (&MultiHeader{Type: -1, Done: true, Err: -1}).Append(multi)
+	for _, c := range []struct {
+		op   OpCode
+		body []byte
+		want string
+		ok   bool
+	}{
+		{OpGetData, (&GetDataRequest{Path: "/a/b", Watch: true}).Append(nil), "/a/b", true},
+		{OpCreate2, (&CreateRequest{Path: "/c", Data: []byte("d")}).Append(nil), "/c", true},
+		{OpMulti, multi, "/m/first", true},
+		{OpPing, nil, "", false},
+		{OpSetWatches, (&SetWatches{}).Append(nil), "", false},
+		{OpGetData, []byte{0, 0, 0, 9, '/'}, "", false}, // length past the body
+		{OpGetData, []byte{0xff, 0xff, 0xff, 0xff}, "", false},
+		{OpMulti, (&MultiHeader{Type: OpMulti}).Append(nil), "", false},
+	} {
+		got, ok := RequestPath(c.op, c.body)
+		if string(got) != c.want || ok != c.ok {
+			t.Errorf("RequestPath(%v): %q %v, want %q %v", c.op, got, ok, c.want, c.ok)
+		}
+	}
+}

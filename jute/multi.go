@@ -1,5 +1,7 @@
 package jute
 
+import "encoding/binary"
+
 // MultiHeader precedes each op of a multi request or result, and ends the list with
 // Done set (conventionally {-1, true, -1}).
 type MultiHeader struct {
@@ -168,4 +170,36 @@ func MultiChecksOnly(body []byte) bool {
 		var c CheckVersionRequest
 		c.Read(d)
 	}
+}
+
+// RequestPath returns the path a request body names, without copying: the body's first
+// field for every request on a path, and the first operation's path for a multi. ok is
+// false for requests without a path (ping, auth, setWatches, closeSession, ...) and
+// bodies too short for their path.
+func RequestPath(op OpCode, body []byte) (path []byte, ok bool) {
+	switch op {
+	case OpMulti, OpMultiRead:
+		const multiHeaderLen = 4 + 1 + 4 // type, done, err
+		if len(body) < multiHeaderLen || body[4] != 0 {
+			return nil, false
+		}
+		first := OpCode(int32(binary.BigEndian.Uint32(body)))
+		if first == OpMulti || first == OpMultiRead {
+			return nil, false // not a multi's operation
+		}
+		return RequestPath(first, body[multiHeaderLen:])
+	case OpCreate, OpDelete, OpExists, OpGetData, OpSetData, OpGetACL, OpSetACL, OpGetChildren,
+		OpSync, OpGetChildren2, OpCheck, OpCreate2, OpCheckWatches, OpRemoveWatches,
+		OpCreateContainer, OpDeleteContainer, OpCreateTTL, OpGetEphemerals,
+		OpGetAllChildrenNumber, OpAddWatch:
+		if len(body) < 4 {
+			return nil, false
+		}
+		n := int32(binary.BigEndian.Uint32(body))
+		if n < 0 || int(n) > len(body)-4 {
+			return nil, false
+		}
+		return body[4 : 4+n], true
+	}
+	return nil, false
 }

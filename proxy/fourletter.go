@@ -135,6 +135,7 @@ func (s *Server) writeMntr(b *strings.Builder) {
 	kv("zkgate_breaker_window_failures", fail)
 	kv("zkgate_breaker_failure_rate", fmt.Sprintf("%.3f", rate))
 	kv("zkgate_can_serve", boolInt(s.CanServe()))
+	s.writeHotMntr(kv)
 }
 
 func boolInt(b bool) int {

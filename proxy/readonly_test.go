@@ -98,3 +98,38 @@ func TestServesReadOnly(t *testing.T) {
 		}
 	}
 }
+
+// Hot spots: a request's path prefix is counted when it goes by, its reply's bytes and
+// error when it comes back.
+func TestRelayCountsHotPaths(t *testing.T) {
+	g := newRig(t)
+	g.srv.cfg.Hotspots = DefaultHotspots()
+	g.srv.hot = newHotTracker(g.srv.cfg.Hotspots)
+	for i := range 5 {
+		g.client(getData(int32(i+1), "/app/locks/lock-"+itoa(i), false))
+	}
+	g.client(reqFrame(6, jute.OpDelete, &jute.DeleteRequest{Path: "/app/config", Version: -1}),
+		reqFrame(jute.XidPing, jute.OpPing, nil))
+	g.toMember()
+	for i := range 5 {
+		g.member(int32(i+1), 0, &jute.GetDataResponse{Data: make([]byte, 1000)})
+	}
+	g.member(6, jute.ErrNoNode)
+	g.member(jute.XidPing, 0)
+	g.toClient()
+	g.srv.hot.Rotate(time.Now().Add(g.srv.cfg.Hotspots.Window))
+	rep, ok := g.srv.Hotspots()
+	if !ok {
+		t.Fatal("hot spots off")
+	}
+	byReq := rep.Paths.ByRequests
+	if len(byReq) != 2 || byReq[0].Key != "/app/locks" || byReq[1].Key != "/app/config" {
+		t.Fatalf("paths by requests: %+v (the ping has no path)", byReq)
+	}
+	if e := rep.Paths.ByErrors; len(e) != 1 || e[0].Key != "/app/config" {
+		t.Fatalf("paths by errors: %+v", e)
+	}
+	if b := rep.Paths.ByBytes; b[0].Key != "/app/locks" || b[0].BytesPerSec*rep.Seconds < 5000 {
+		t.Fatalf("paths by bytes: %+v: the replies' bytes count", b)
+	}
+}

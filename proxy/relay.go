@@ -88,6 +88,9 @@ func (r *relay) fromClient(o *out, data []byte, now time.Time) (used int, end *e
 			return used, end
 		}
 		r.srv.obs.Request(h.Type)
+		if r.srv.hot != nil {
+			f.hot = r.hotRequest(h, frame)
+		}
 		r.sess.bytesIn.Add(uint64(len(frame)))
 		counted := needsPermit(h)
 		if r.lim != nil && counted {
@@ -285,6 +288,9 @@ func (r *relay) reply(o *out, frame []byte, now time.Time) error {
 		r.sent--
 		o.flight--
 		r.outcome(o, f, h, now)
+		if f.hot != "" {
+			r.hotReply(&f, h.Err, len(frame))
+		}
 		if f.op == jute.OpAuth && h.Err == jute.ErrAuthFailed {
 			r.bye = true // the member closes the connection after a failed auth; so does zkgate
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/zkgate/zkgate/breaker"
 	"github.com/zkgate/zkgate/health"
+	"github.com/zkgate/zkgate/hotspot"
 	"github.com/zkgate/zkgate/jute"
 )
 
@@ -30,7 +31,7 @@ const (
 func DefaultConfig() Config {
 	return Config{Name: "default", Policy: LeastConnections, MaxFrame: jute.DefaultMaxFrame,
 		HandshakeTimeout: DefaultHandshakeTimeout, DialTimeout: DefaultDialTimeout, DrainTimeout: DefaultDrainTimeout,
-		Coalesce: DefaultCoalesce, CoalesceShare: DefaultCoalesceShare}
+		Coalesce: DefaultCoalesce, CoalesceShare: DefaultCoalesceShare, Hotspots: DefaultHotspots()}
 }
 
 // Relay drivers (Config.Driver).
@@ -68,6 +69,9 @@ type Config struct {
 	CoalesceShare float64
 	// Limits protect the ensemble from one client (see Limits); off when zero.
 	Limits Limits
+	// Hotspots finds the heaviest clients, sessions and paths; off in the zero value,
+	// on in DefaultConfig.
+	Hotspots Hotspots
 }
 
 func (c Config) withDefaults() Config {
@@ -85,6 +89,12 @@ func (c Config) withDefaults() Config {
 		if epollBuilt {
 			c.Driver = DriverEpoll
 		}
+	}
+	if c.Hotspots.Enabled {
+		h := d.Hotspots
+		c.Hotspots.PathDepth = cmp.Or(max(c.Hotspots.PathDepth, 0), h.PathDepth)
+		c.Hotspots.Capacity = cmp.Or(max(c.Hotspots.Capacity, 0), h.Capacity)
+		c.Hotspots.Window = cmp.Or(max(c.Hotspots.Window, 0), h.Window)
 	}
 	if c.Loops <= 0 {
 		c.Loops = max(1, runtime.GOMAXPROCS(0)-1)
@@ -120,7 +130,9 @@ type Server struct {
 	coalesced, coalescedFor atomic.Int64
 	// session moves done and refused (Totals)
 	moves, movesClosed atomic.Int64
-	readOnlyService    atomic.Bool // ServesReadOnly as of the last view, for its log lines
+	readOnlyService    atomic.Bool      // ServesReadOnly as of the last view, for its log lines
+	hot                *hotspot.Tracker // nil when Config.Hotspots is off
+	hotAt              time.Time        // the last sampleHot; maintain's
 
 	mu        sync.Mutex // guards below
 	listeners map[net.Listener]struct{}
@@ -159,6 +171,7 @@ func NewServer(cfg Config, views ViewSource, log zerolog.Logger, opts ...Option)
 		dials: make(chan struct{}, moveDials), placing: make(chan struct{}, placeDials),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.hot = newHotTracker(s.cfg.Hotspots)
 	s.rlog = s.log.Sample(&zerolog.BurstSampler{Burst: 20, Period: time.Second})
 	for _, o := range opts {
 		o(s)

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/zkgate/zkgate/hotspot"
 	"github.com/zkgate/zkgate/jute"
 )
 
@@ -23,6 +24,7 @@ type inflight struct {
 	start    time.Time
 	watch    watchKind // registered when the reply succeeds
 	path     string    // only for watch registrations and removals
+	hot      string    // its path prefix, as the hot spot tracker keeps it ("" when not counted)
 	kind     int32     // removeWatches: its watcher type + 1, applied when the reply succeeds
 	frame    []byte    // the request as sent, until push keeps it (repeatable requests only)
 	kept     int64     // where push kept frame, in Session.keep's running offsets
@@ -85,6 +87,8 @@ type Session struct {
 	watches     map[string]watchSet
 	requests    uint64
 	replies     uint64
+	errors      uint64          // replies with an error code
+	hotPrev     hotspot.Figures // the figures at the last hot spot sample; maintain's
 	moves       int
 	started     time.Time
 
@@ -199,6 +203,9 @@ func (s *Session) pop(h jute.ReplyHeader, now time.Time) (f inflight, forward bo
 	f = e.handOut()
 	if forward {
 		s.replies++
+		if h.Err != jute.ErrOK {
+			s.errors++
+		}
 	}
 	if f.xid >= 0 {
 		s.lat.add(now.Sub(f.start))
@@ -236,6 +243,7 @@ func (s *Session) answerOwed(buf []inflight, sentToo bool) []inflight {
 		}
 		e.answered = true
 		s.replies++
+		s.errors++ // answered with the reject code
 		buf = append(buf, e.handOut())
 	}
 	s.compact()

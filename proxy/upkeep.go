@@ -86,6 +86,10 @@ func (s *Server) maintain() {
 			s.sweepStalls(time.Now(), 0)
 		case now := <-tick.C:
 			s.sweepStalls(now, every)
+			if s.hot != nil && now.Sub(s.hotAt) >= hotSample {
+				s.hotAt = now
+				s.sampleHot(now)
+			}
 			s.brk.Refresh()
 			for _, c := range s.ej.Evaluate(now) {
 				s.applyEjection(c)

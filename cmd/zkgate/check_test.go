@@ -77,4 +77,13 @@ func TestCheckDegradedAndBadArgs(t *testing.T) {
 	}
 }
 
-func TestMain(m *testing.M) { os.Exit(m.Run()) }
+// TestMain runs the tests, or, with ZKGATE_TEST_MAIN=1, the zkgate command line itself:
+// a test can start the CLI as a program (in tmux, say) without building the binary.
+func TestMain(m *testing.M) {
+	if os.Getenv("ZKGATE_TEST_MAIN") == "1" {
+		root := newRootCmd()
+		root.SetArgs(os.Args[1:])
+		os.Exit(exitCode(root.Execute()))
+	}
+	os.Exit(m.Run())
+}

@@ -29,7 +29,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newVersionCmd(), newDemoCmd(), newCheckCmd(), newServeCmd(), newStatusCmd(), newAskCmd())
+	root.AddCommand(newVersionCmd(), newDemoCmd(), newCheckCmd(), newServeCmd(), newStatusCmd(), newTopCmd(), newAskCmd())
 	return root
 }
 

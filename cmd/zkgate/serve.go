@@ -254,7 +254,11 @@ func serveConfig(ctx context.Context, f config.File, ready func(running)) error 
 			return fmt.Errorf("admin listen %s: %w", f.Admin.Listen, err)
 		}
 		info.Admin = aln.Addr().String()
-		hs := &http.Server{Handler: admin.NewServer(ensembles, version, reg).Handler(), ReadHeaderTimeout: 5 * time.Second}
+		adm := admin.NewServer(ensembles, version, reg)
+		sampling, stopSampling := context.WithCancel(context.Background())
+		defer stopSampling()
+		go adm.Sample(sampling, sampleEvery) // the status page's charts
+		hs := &http.Server{Handler: adm.Handler(), ReadHeaderTimeout: 5 * time.Second}
 		go hs.Serve(aln)
 		defer hs.Close()
 		log.Info().Str("admin", info.Admin).Msg("admin server: /, /metrics, /healthz, /readyz, /api/v1/status")
@@ -279,3 +283,6 @@ func serveConfig(ctx context.Context, f config.File, ready func(running)) error 
 		return err
 	}
 }
+
+// sampleEvery is the status page's chart resolution; tests shorten it.
+var sampleEvery = admin.SampleEvery

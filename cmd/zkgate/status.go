@@ -13,6 +13,29 @@ import (
 	"github.com/zkgate/zkgate/admin"
 )
 
+// fetchStatus reads a running zkgate's /api/v1/status from its admin address.
+func fetchStatus(addr string, timeout time.Duration) (admin.Status, []byte, error) {
+	var st admin.Status
+	url := "http://" + strings.TrimPrefix(addr, "http://") + "/api/v1/status"
+	client := http.Client{Timeout: timeout}
+	resp, err := client.Get(url)
+	if err != nil {
+		return st, nil, fmt.Errorf("is zkgate running with its admin server on %s? %w", addr, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return st, nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return st, nil, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
+		return st, nil, fmt.Errorf("%s: not zkgate's status: %w", url, err)
+	}
+	return st, body, nil
+}
+
 func newStatusCmd() *cobra.Command {
 	var addr, output string
 	var timeout time.Duration
@@ -24,23 +47,9 @@ func newStatusCmd() *cobra.Command {
 			if output != "table" && output != "json" {
 				return usageError{fmt.Errorf("--output %q: want table or json", output)}
 			}
-			url := "http://" + strings.TrimPrefix(addr, "http://") + "/api/v1/status"
-			client := http.Client{Timeout: timeout}
-			resp, err := client.Get(url)
-			if err != nil {
-				return fmt.Errorf("is zkgate running with its admin server on %s? %w", addr, err)
-			}
-			defer resp.Body.Close()
-			body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+			st, body, err := fetchStatus(addr, timeout)
 			if err != nil {
 				return err
-			}
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("%s: %s", url, resp.Status)
-			}
-			var st admin.Status
-			if err := json.Unmarshal(body, &st); err != nil {
-				return fmt.Errorf("%s: not zkgate's status: %w", url, err)
 			}
 			out := cmd.OutOrStdout()
 			if output == "json" {

@@ -1,0 +1,117 @@
+package proxy
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/zkgate/zkgate/hotspot"
+	"github.com/zkgate/zkgate/jute"
+)
+
+// Hotspots finds the heaviest clients, sessions and path prefixes (Config.Hotspots).
+// Paths are counted as requests go by: a request's path prefix when it is sent, its
+// reply's bytes and error when it comes back. Clients and sessions cost nothing per
+// request: once a second zkgate adds up what each session's counters moved.
+type Hotspots struct {
+	Enabled   bool
+	PathDepth int           // path components kept: /a/b/c at depth 2 counts as /a/b
+	Capacity  int           // keys per sketch (one per dimension and figure)
+	Window    time.Duration // rates are over the last complete window
+}
+
+// Hot spot defaults.
+const (
+	DefaultHotPathDepth = 2
+	DefaultHotCapacity  = 64
+	DefaultHotWindow    = 10 * time.Second
+	hotTop              = 10 // keys listed per dimension and figure
+	hotSample           = time.Second
+)
+
+// DefaultHotspots is on: the cost is small (BENCHMARKS.md), and the figures are wanted
+// in the middle of an incident, too late to turn them on.
+func DefaultHotspots() Hotspots {
+	return Hotspots{Enabled: true, PathDepth: DefaultHotPathDepth, Capacity: DefaultHotCapacity, Window: DefaultHotWindow}
+}
+
+func newHotTracker(c Hotspots) *hotspot.Tracker {
+	if !c.Enabled {
+		return nil
+	}
+	return hotspot.NewTracker(hotspot.Config{Capacity: c.Capacity, Window: c.Window, Top: hotTop}, time.Now())
+}
+
+// Hotspots returns the last complete window's heaviest keys; ok is false when hot spots
+// are off.
+func (s *Server) Hotspots() (r hotspot.Report, ok bool) {
+	if s.hot == nil {
+		return r, false
+	}
+	return s.hot.Report(), true
+}
+
+// hotRequest counts a request's path prefix and returns the tracker's copy of it, for
+// its reply.
+func (r *relay) hotRequest(h jute.RequestHeader, frame []byte) string {
+	path, ok := jute.RequestPath(h.Type, frame[4+jute.RequestHeaderLen:])
+	if !ok {
+		return ""
+	}
+	prefix := hotspot.Prefix(path, r.srv.cfg.Hotspots.PathDepth)
+	return r.srv.hot.Add(hotspot.Paths, prefix, hotspot.Figures{Requests: 1, Bytes: uint64(len(frame))})
+}
+
+// hotReply counts a reply's bytes, and its error, against its request's path prefix.
+func (r *relay) hotReply(f *inflight, code jute.ErrCode, n int) {
+	var errs uint64
+	if code != jute.ErrOK {
+		errs = 1
+	}
+	r.srv.hot.AddString(hotspot.Paths, f.hot, hotspot.Figures{Errors: errs, Bytes: uint64(n)})
+}
+
+// sampleHot adds what each session did since the last sample to its client's and its own
+// figures, and closes the window when it is over.
+func (s *Server) sampleHot(now time.Time) {
+	for _, cn := range s.connList(true) {
+		ss := cn.sess
+		ss.mu.Lock()
+		f := hotspot.Figures{Requests: ss.requests, Errors: ss.errors, Bytes: ss.bytesIn.Load() + ss.bytesOut.Load()}
+		id := ss.id
+		ss.mu.Unlock()
+		d := hotspot.Figures{Requests: f.Requests - ss.hotPrev.Requests, Errors: f.Errors - ss.hotPrev.Errors,
+			Bytes: f.Bytes - ss.hotPrev.Bytes}
+		ss.hotPrev = f
+		if d == (hotspot.Figures{}) {
+			continue
+		}
+		s.hot.AddString(hotspot.Clients, cn.ip, d)
+		s.hot.AddString(hotspot.Sessions, fmt.Sprintf("0x%x %s", id, ss.Client), d)
+	}
+	s.hot.Rotate(now)
+}
+
+// hotMntr is how many keys of each dimension mntr lists.
+const hotMntr = 5
+
+// writeHotMntr adds the heaviest keys by request rate to mntr, one line each, in the
+// form zkgate_hot_paths_1	/app/locks 812.3 req/s 0.0 err/s 51234 B/s since 12:03:04:
+// key first, so a script can split on the first space.
+func (s *Server) writeHotMntr(kv func(string, any)) {
+	rep, ok := s.Hotspots()
+	if !ok {
+		return
+	}
+	kv("zkgate_hot_window_seconds", fmt.Sprintf("%.0f", rep.Seconds))
+	for _, d := range []struct {
+		name string
+		l    hotspot.Lists
+	}{{"clients", rep.Clients}, {"sessions", rep.Sessions}, {"paths", rep.Paths}} {
+		for i, e := range d.l.ByRequests[:min(hotMntr, len(d.l.ByRequests))] {
+			key := strings.ReplaceAll(e.Key, " ", "@") // a session's key is "id client"
+			kv(fmt.Sprintf("zkgate_hot_%s_%d", d.name, i+1), fmt.Sprintf("%s %.1f req/s %.1f err/s %.0f B/s since %s",
+				key, e.RequestsPerSec, e.ErrorsPerSec, e.BytesPerSec, e.Since.UTC().Format(time.TimeOnly)))
+		}
+	}
+}
