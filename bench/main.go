@@ -86,7 +86,7 @@ func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targ
 	}
 	defer os.RemoveAll(dir)
 
-	gate, err := startZkgate(dir, ens.Addrs())
+	gate, err := startZkgate(dir, ens.Addrs(), "zkgate")
 	if err != nil {
 		return err
 	}
@@ -103,15 +103,24 @@ func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targ
 	var order []string
 	for _, t := range strings.Split(targetsFlag, ",") {
 		t = strings.TrimSpace(t)
-		if t == "haproxy" {
+		switch {
+		case t == "haproxy":
 			hp, err := startHAProxy(dir, ens.Addrs())
 			if err != nil {
 				return err
 			}
 			defer hp.stop()
 			targets["haproxy"] = hp
-		} else if targets[t] == nil {
-			return fmt.Errorf("unknown target %q (direct, zkgate, haproxy)", t)
+		case t == "zkgate-nohot":
+			// zkgate with hot spots off: what they cost (zkgate ÷ zkgate-nohot)
+			g, err := startZkgate(dir, ens.Addrs(), t, "--hotspots=false")
+			if err != nil {
+				return err
+			}
+			defer g.stop()
+			targets[t] = g
+		case targets[t] == nil:
+			return fmt.Errorf("unknown target %q (direct, zkgate, zkgate-nohot, haproxy)", t)
 		}
 		order = append(order, t)
 	}
@@ -125,7 +134,9 @@ func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targ
 	// Paired figures: each round's proxy run against the same round's direct (and HAProxy)
 	// run, minutes apart, then the median over rounds; the ensemble's drift between rounds
 	// cancels out of them.
-	var paired strings.Builder
+	var paired, hot strings.Builder
+	fmt.Fprintln(&hot, "| scenario | zkgate CPU per op ÷ zkgate's with hot spots off |")
+	fmt.Fprintln(&hot, "|---|---:|")
 	fmt.Fprintln(&paired, "| scenario | target | added p50 | added p99 | CPU per op ÷ HAProxy's |")
 	fmt.Fprintln(&paired, "|---|---|---:|---:|---:|")
 	for i, sc := range scenarios {
@@ -183,16 +194,23 @@ func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targ
 					ratio = fmt.Sprintf("%.2f×", pairedMedian(ms, hp, func(a, b measure) float64 { return a.cpuPerOp / b.cpuPerOp }))
 				}
 				fmt.Fprintf(&paired, "| %s (%dx%d) | %s | %s | %s | %s |\n", sc.name, sc.sessions, sc.concurrency, name, added(50), added(99), ratio)
+				if off := runs["zkgate-nohot"]; name == "zkgate" && len(off) == len(ms) {
+					fmt.Fprintf(&hot, "| %s (%dx%d) | %.2f× |\n", sc.name, sc.sessions, sc.concurrency,
+						pairedMedian(ms, off, func(a, b measure) float64 { return a.cpuPerOp / b.cpuPerOp }))
+				}
 			}
 		}
 	}
 	fmt.Fprintf(&report, "\nPaired by round (median over rounds of each round's difference or ratio):\n\n%s", paired.String())
+	if strings.Contains(targetsFlag, "zkgate-nohot") {
+		fmt.Fprintf(&report, "\nThe cost of hot spots, paired by round:\n\n%s", hot.String())
+	}
 	extra := ""
 	if zkgateFlags != "" {
 		extra = fmt.Sprintf(" -zkgate-flags %q", zkgateFlags)
 	}
-	fmt.Fprintf(&report, "\nCommand: `go run ./bench -rounds %d -duration %v -scenarios %s -mix %s -value %d%s`\n",
-		rounds, duration, scenariosFlag, mixFlag, valueSize, extra)
+	fmt.Fprintf(&report, "\nCommand: `go run ./bench -rounds %d -duration %v -targets %s -scenarios %s -mix %s -value %d%s`\n",
+		rounds, duration, targetsFlag, scenariosFlag, mixFlag, valueSize, extra)
 	fmt.Print(report.String())
 	if out != "" {
 		return os.WriteFile(out, []byte(report.String()), 0o644)

@@ -73,13 +73,16 @@ func freeAddr() (string, error) {
 	return fmt.Sprintf("127.0.0.1:%d", ports[0]), nil
 }
 
-// startZkgate builds zkgate and runs it as its own process, so /proc shows its CPU alone.
-func startZkgate(dir string, members []string) (*target, error) {
+// startZkgate builds zkgate (once) and runs it as its own process, so /proc shows its CPU
+// alone. extra flags follow -zkgate-flags.
+func startZkgate(dir string, members []string, name string, extra ...string) (*target, error) {
 	bin := filepath.Join(dir, "zkgate")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/zkgate")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return nil, fmt.Errorf("building zkgate (run from the repository root): %w", err)
+	if _, err := os.Stat(bin); err != nil {
+		build := exec.Command("go", "build", "-o", bin, "./cmd/zkgate")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			return nil, fmt.Errorf("building zkgate (run from the repository root): %w", err)
+		}
 	}
 	addr, err := freeAddr()
 	if err != nil {
@@ -87,7 +90,8 @@ func startZkgate(dir string, members []string) (*target, error) {
 	}
 	args := []string{"serve", "--name", "bench", "--listen", addr, "--ensemble", strings.Join(members, ","),
 		"--admin", "", "--log-level", "warn", "--log-format", "json"}
-	cmd := exec.Command(bin, append(args, strings.Fields(zkgateFlags)...)...)
+	args = append(append(args, strings.Fields(zkgateFlags)...), extra...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if zkgateProcs != "" {
@@ -96,7 +100,7 @@ func startZkgate(dir string, members []string) (*target, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	t := &target{name: "zkgate", addrs: []string{addr}, cmd: cmd}
+	t := &target{name: name, addrs: []string{addr}, cmd: cmd}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if out, _ := zktest.FourLetter(addr, "ruok", time.Second); out == "imok" {

@@ -58,6 +58,8 @@ func bindEnsembleFlags(f *pflag.FlagSet, e *config.Ensemble) {
 	f.Float64Var(&e.Relay.CoalesceShare, "coalesce-share", e.Relay.CoalesceShare, "and at most this share of the members' average reply latency")
 	f.DurationVar(&e.Relay.MoveTimeout, "move-timeout", e.Relay.MoveTimeout, "longest a session may take to move off a lost member before its client is closed (0 = a third of the session timeout)")
 	f.StringVar(&e.Relay.Driver, "driver", e.Relay.Driver, "relay driver: epoll (Linux) or goroutines (empty = the OS's best)")
+	f.BoolVar(&e.Hotspots.Enabled, "hotspots", e.Hotspots.Enabled, "count the heaviest clients, sessions and path prefixes (status page, mntr, zkgate top)")
+	f.IntVar(&e.Hotspots.PathDepth, "hotspots-path-depth", e.Hotspots.PathDepth, "path components a hot spot keeps: /a/b/c at 2 is /a/b")
 	f.DurationVar(&e.Health.Interval, "health-interval", e.Health.Interval, "time between srvr probes of a member")
 	f.DurationVar(&e.Health.Timeout, "health-timeout", e.Health.Timeout, "deadline for one probe")
 	b := &e.Breaker

@@ -19,7 +19,6 @@ import (
 	"github.com/go-zookeeper/zk"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"github.com/zkgate/zkgate/admin"
-	"github.com/zkgate/zkgate/config"
 	"github.com/zkgate/zkgate/internal/zktest"
 )
 
@@ -95,36 +94,7 @@ func fourLetter(t *testing.T, addr, cmd string) string {
 // status command and page, and every four-letter word on the client port.
 func TestServeOperability(t *testing.T) {
 	ens := zktest.Start(t, zktest.Config{Members: 3})
-	f := config.Default()
-	f.Admin.Listen = "127.0.0.1:0"
-	f.Log.Format = "json"
-	e := config.DefaultEnsemble()
-	e.Name, e.Listen, e.Members = "ops", "127.0.0.1:0", ens.Addrs()
-	e.Health.Interval, e.Health.Timeout = 200*time.Millisecond, 300*time.Millisecond
-	f.Ensembles = []config.Ensemble{e}
-	ctx, cancel := context.WithCancel(context.Background())
-	readyCh := make(chan running, 1)
-	done := make(chan error, 1)
-	go func() { done <- serveConfig(ctx, f, func(r running) { readyCh <- r }) }()
-	var r running
-	select {
-	case r = <-readyCh:
-	case err := <-done:
-		t.Fatal(err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("zkgate did not start")
-	}
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("serve returned %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("serve did not stop")
-		}
-	}()
+	r := serveForTest(t, ens, nil)
 	client, adm := r.Clients["ops"], "http://"+r.Admin
 
 	// Real traffic: creates, reads, an application error and a watch that fires.
