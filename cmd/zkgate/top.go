@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/zkgate/zkgate/admin"
 	"github.com/zkgate/zkgate/hotspot"
-	"golang.org/x/sys/unix"
 )
 
 func newTopCmd() *cobra.Command {
@@ -56,16 +55,6 @@ func newTopCmd() *cobra.Command {
 	cmd.Flags().DurationVar(&every, "interval", 2*time.Second, "time between refreshes")
 	cmd.Flags().IntVarP(&iterations, "iterations", "n", 0, "refresh this many times, then exit (0: until Ctrl-C)")
 	return cmd
-}
-
-// termSize is the terminal's size, or 80x24 when out is not a terminal.
-func termSize(out io.Writer) (w, h int) {
-	if f, ok := out.(*os.File); ok {
-		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil && ws.Col > 0 && ws.Row > 0 {
-			return int(ws.Col), int(ws.Row)
-		}
-	}
-	return 80, 24
 }
 
 // renderTop draws one screen of w columns and at most h rows (the last row stays empty,
