@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/zkgate/zkgate/breaker"
+	"github.com/zkgate/zkgate/certs"
 	"github.com/zkgate/zkgate/health"
 	"github.com/zkgate/zkgate/proxy"
 	"go.yaml.in/yaml/v3"
@@ -51,6 +52,32 @@ type Ensemble struct {
 	Breaker  Breaker  `yaml:"breaker"`
 	Ejection Ejection `yaml:"ejection"`
 	Hotspots Hotspots `yaml:"hotspots"`
+	// TLS serves clients that connect with TLS (zookeeper.client.secure=true) on a
+	// listener of its own, next to Listen (or instead of it, when Listen is "").
+	TLS TLS `yaml:"tls"`
+	// MemberTLS reaches the members on their secureClientPort: Members then lists those
+	// ports, and health probes use the same TLS.
+	MemberTLS MemberTLS `yaml:"member_tls"`
+}
+
+// TLS is a client-side TLS listener. The files are PEM; they are reloaded when they
+// change (looked at once a second at most, as clients connect), and on SIGHUP.
+type TLS struct {
+	Listen     string   `yaml:"listen"`      // "" = no TLS listener
+	Cert       string   `yaml:"cert"`        // the server certificate (chain)
+	Key        string   `yaml:"key"`         // its private key
+	ClientCA   string   `yaml:"client_ca"`   // when set, clients must present a certificate it signed (mutual TLS)
+	MinVersion string   `yaml:"min_version"` // 1.2 or 1.3
+	Ciphers    []string `yaml:"ciphers"`     // TLS 1.2 suites by name; empty = Go's defaults
+}
+
+// MemberTLS is how zkgate reaches members over TLS.
+type MemberTLS struct {
+	Enabled    bool   `yaml:"enabled"`
+	CA         string `yaml:"ca"`          // verifies the members' certificates ("" = the system's roots)
+	Cert       string `yaml:"cert"`        // zkgate's client certificate, for ssl.clientAuth=need
+	Key        string `yaml:"key"`         // and its key
+	ServerName string `yaml:"server_name"` // the name checked in members' certificates; "" = each member's host
 }
 
 // Hotspots finds the heaviest clients, sessions and path prefixes (proxy.Hotspots).
@@ -132,6 +159,7 @@ func DefaultEnsemble() Ensemble {
 		Breaker:  breakerSection(breaker.DefaultConfig()),
 		Ejection: Ejection(breaker.DefaultEjectionConfig()),
 		Hotspots: Hotspots(p.Hotspots),
+		TLS:      TLS{MinVersion: "1.2"},
 	}
 }
 
@@ -151,6 +179,20 @@ func (e Ensemble) Proxy() proxy.Config {
 
 // HealthConfig is the ensemble's health checking.
 func (e Ensemble) HealthConfig() health.Config { return health.Config(e.Health) }
+
+func (t TLS) validate() error {
+	if t.Listen == "" {
+		return nil
+	}
+	if t.Cert == "" || t.Key == "" {
+		return errors.New("a TLS listener needs cert and key")
+	}
+	if _, err := certs.ParseVersion(t.MinVersion); err != nil {
+		return err
+	}
+	_, err := certs.ParseCiphers(t.Ciphers)
+	return err
+}
 
 // Error is a configuration error at a place in the file.
 type Error struct {
@@ -251,8 +293,8 @@ func (f *File) Validate() error {
 		switch {
 		case e.Name == "":
 			return bad("name", "required")
-		case e.Listen == "":
-			return bad("listen", "required (host:port)")
+		case e.Listen == "" && e.TLS.Listen == "":
+			return bad("listen", "required (host:port), or tls.listen")
 		case len(e.Members) == 0:
 			return bad("members", "required: at least one host:port")
 		}
@@ -260,12 +302,23 @@ func (f *File) Validate() error {
 			return bad("name", "%q is also the name of ensembles[%d]", e.Name, j)
 		}
 		names[e.Name] = i
-		if j, dup := listens[e.Listen]; dup {
-			return bad("listen", "%s is also the listener of ensembles[%d]", e.Listen, j)
+		for k, addr := range map[string]string{"listen": e.Listen, "tls.listen": e.TLS.Listen} {
+			if addr == "" {
+				continue
+			}
+			if j, dup := listens[addr]; dup {
+				return bad(k, "%s is also a listener of ensembles[%d]", addr, j)
+			}
+			listens[addr] = i
+			if _, _, err := net.SplitHostPort(addr); err != nil {
+				return bad(k, "%v", err)
+			}
 		}
-		listens[e.Listen] = i
-		if _, _, err := net.SplitHostPort(e.Listen); err != nil {
-			return bad("listen", "%v", err)
+		if err := e.TLS.validate(); err != nil {
+			return bad("tls", "%v", err)
+		}
+		if m := e.MemberTLS; m.Enabled && (m.Cert == "") != (m.Key == "") {
+			return bad("member_tls", "cert and key go together")
 		}
 		for k, m := range e.Members {
 			if _, port, err := net.SplitHostPort(m); err != nil || port == "" {

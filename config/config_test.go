@@ -48,7 +48,7 @@ func TestErrors(t *testing.T) {
 		{"bad member", base + "  - name: b\n    listen: 127.0.0.1:2182\n    members: [nope]\n", "zk.yaml:7: ensembles[1].members[0]: \"nope\": want host:port"},
 		{"bad ratio", base + "    breaker:\n      failure_ratio: 2\n", "zk.yaml:5: ensembles[0].breaker: failure_ratio 2"},
 		{"bad reject code", base + "    breaker:\n      reject_code: nope\n", "zk.yaml:6:"},
-		{"same listener twice", base + "  - name: b\n    listen: 127.0.0.1:2181\n    members: [127.0.0.1:1]\n", "zk.yaml:6: ensembles[1].listen: 127.0.0.1:2181 is also the listener of ensembles[0]"},
+		{"same listener twice", base + "  - name: b\n    listen: 127.0.0.1:2181\n    members: [127.0.0.1:1]\n", "zk.yaml:6: ensembles[1].listen: 127.0.0.1:2181 is also a listener of ensembles[0]"},
 		{"bad routing", base + "    routing: random\n", `zk.yaml:5: ensembles[0].routing: "random"`},
 		{"public admin", "admin:\n  listen: 0.0.0.0:9181\n" + base, "admin.listen: 0.0.0.0:9181 is not a loopback address"},
 		{"not yaml", "ensembles: [\n", "zk.yaml:"},

@@ -27,10 +27,23 @@ const MaxReply = 4 << 20
 // bounded by timeout (and ctx). Refusals come back as ErrNotWhitelisted, ErrNotServing
 // or ErrEmptyReply, wrapped with the address and command.
 func Ask(ctx context.Context, addr, cmd string, timeout time.Duration) (string, error) {
+	return AskWith(ctx, nil, addr, cmd, timeout)
+}
+
+// Dialer connects to a member: plain TCP, or TLS for a secureClientPort.
+type Dialer func(ctx context.Context, addr string) (net.Conn, error)
+
+// AskWith is Ask over connections from dial (nil: plain TCP).
+func AskWith(ctx context.Context, dial Dialer, addr, cmd string, timeout time.Duration) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
+	if dial == nil {
+		dial = func(ctx context.Context, addr string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", addr)
+		}
+	}
+	c, err := dial(ctx, addr)
 	if err != nil {
 		return "", fmt.Errorf("%s %s: %w", cmd, addr, err)
 	}

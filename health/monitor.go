@@ -87,6 +87,19 @@ func WithClock(c Clock) Option { return func(m *Monitor) { m.clock = c } }
 // WithProber replaces the srvr probe.
 func WithProber(p Prober) Option { return func(m *Monitor) { m.probe = p } }
 
+// WithDialer probes members over connections from dial (TLS to a secureClientPort).
+func WithDialer(dial Dialer) Option {
+	return func(m *Monitor) {
+		m.probe = func(ctx context.Context, addr string, timeout time.Duration) (Srvr, error) {
+			out, err := AskWith(ctx, dial, addr, "srvr", timeout)
+			if err != nil {
+				return Srvr{}, err
+			}
+			return ParseSrvr(out)
+		}
+	}
+}
+
 // NewMonitor watches the members at addrs. Call Start, then Close.
 func NewMonitor(addrs []string, cfg Config, log zerolog.Logger, opts ...Option) *Monitor {
 	m := &Monitor{cfg: cfg.withDefaults(), log: log, clock: realClock{}, probe: ProbeSrvr, addrs: addrs}

@@ -91,7 +91,11 @@ func (c *conn) lose(why string) {
 // serve runs the handshake; a placed session goes to its driver, and this goroutine
 // (with the stack the handshake grew) ends.
 func (c *conn) serve() {
-	fr, err := c.handshake()
+	err := c.tlsHandshake()
+	var fr *jute.FrameReader
+	if err == nil {
+		fr, err = c.handshake()
+	}
 	if err != nil {
 		defer c.srv.wg.Done()
 		defer c.srv.untrack(c)
@@ -150,6 +154,9 @@ func (c *conn) refused(err error) {
 		c.srv.rlog.Warn().Str("client", c.addr).Str("breaker", c.srv.brk.State().String()).
 			Msg("refused client: ensemble breaker refuses new sessions")
 	case errors.Is(err, errFourLetterDone):
+	case errors.Is(err, errTLSHandshake):
+		c.srv.obs.Refused("tls")
+		c.srv.rlog.Warn().Str("client", c.addr).Err(err).Msg("refused client: TLS handshake failed")
 	default:
 		reason := "handshake"
 		if errors.Is(err, errNoMember) {

@@ -145,6 +145,9 @@ func (s *Server) dialMember(ctx context.Context, member string, raw []byte) (net
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("member %s: %w", member, err)
 	}
+	if server, err = s.dialTLS(ctx, server, member); err != nil {
+		return nil, nil, nil, fmt.Errorf("member %s: %w", member, err)
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		server.SetDeadline(dl)
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -72,6 +73,9 @@ type Config struct {
 	// Hotspots finds the heaviest clients, sessions and paths; off in the zero value,
 	// on in DefaultConfig.
 	Hotspots Hotspots
+	// MemberTLS, when set, is the TLS zkgate dials members with (their secureClientPort);
+	// an empty ServerName is each member's host (certs.For).
+	MemberTLS *tls.Config
 }
 
 func (c Config) withDefaults() Config {
@@ -306,7 +310,7 @@ func (s *Server) track(c net.Conn) bool {
 
 // drive gives a placed session to its driver.
 func (s *Server) drive(c *conn, server net.Conn, early []byte) {
-	if len(s.loops) > 0 {
+	if len(s.loops) > 0 && !isTLS(c.client) && !isTLS(server) {
 		s.adoptLoop(c, server, early)
 		return
 	}

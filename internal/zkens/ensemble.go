@@ -27,6 +27,9 @@ type Config struct {
 	MaxClientCnxns int
 	// Extra keys appended to every member's zoo.cfg (later keys win in ZooKeeper's parser).
 	Extra map[string]string
+	// SecureClientPort gives every member a TLS client port too (Member.SecureAddr), on
+	// the Netty connection factory; the ssl.* keys (stores, clientAuth) go in Extra.
+	SecureClientPort bool
 	// JVMFlags are added to every member's java command line, before the main class
 	// (system properties such as -Dreadonlymode.enabled=true).
 	JVMFlags []string
@@ -89,7 +92,7 @@ func New(cfg Config) (*Ensemble, error) {
 		e.ownDir = true
 	}
 	n := cfg.Members + cfg.Observers
-	ports, err := FreePorts(3 * n)
+	ports, err := FreePorts(4 * n)
 	if err != nil {
 		e.Close()
 		return nil, err
@@ -98,13 +101,16 @@ func New(cfg Config) (*Ensemble, error) {
 		e.members = append(e.members, &Member{
 			ID:         i + 1,
 			Observer:   i >= cfg.Members,
-			ClientAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[3*i])),
-			peerPort:   ports[3*i+1],
-			electPort:  ports[3*i+2],
+			ClientAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[4*i])),
+			peerPort:   ports[4*i+1],
+			electPort:  ports[4*i+2],
 			dir:        filepath.Join(e.dir, fmt.Sprintf("member-%d", i+1)),
 			inst:       inst,
 			jvmFlags:   cfg.JVMFlags,
 		})
+		if cfg.SecureClientPort {
+			e.members[i].SecureAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[4*i+3]))
+		}
 	}
 	for _, m := range e.members {
 		if err := e.writeConfig(m); err != nil {
@@ -144,6 +150,12 @@ func (e *Ensemble) writeConfig(m *Member) error {
 	kv("clientPort", m.port())
 	kv("clientPortAddress", "127.0.0.1")
 	kv("admin.enableServer", false)
+	if m.SecureAddr != "" {
+		_, port, _ := net.SplitHostPort(m.SecureAddr)
+		kv("serverCnxnFactory", "org.apache.zookeeper.server.NettyServerCnxnFactory")
+		kv("secureClientPort", port)
+		kv("secureClientPortAddress", "127.0.0.1")
+	}
 	if e.cfg.Whitelist != DefaultWhitelist {
 		kv("4lw.commands.whitelist", e.cfg.Whitelist)
 	}
@@ -189,6 +201,15 @@ func (e *Ensemble) Addrs() []string {
 	out := make([]string, len(e.members))
 	for i, m := range e.members {
 		out[i] = m.ClientAddr
+	}
+	return out
+}
+
+// SecureAddrs lists the members' TLS client addresses (Config.SecureClientPort).
+func (e *Ensemble) SecureAddrs() []string {
+	out := make([]string, len(e.members))
+	for i, m := range e.members {
+		out[i] = m.SecureAddr
 	}
 	return out
 }

@@ -53,8 +53,12 @@ func Locate() (Install, error) {
 	cp := []string{main}
 	// Debian's jar manifest pulls in its dependencies; slf4j-simple gives us member logs
 	// on stderr instead of the NOP logger.
-	if _, err := os.Stat(filepath.Join(debianJars, "slf4j-simple.jar")); err == nil {
-		cp = append(cp, filepath.Join(debianJars, "slf4j-simple.jar"))
+	// The manifest misses netty-codec and netty-resolver, which the Netty connection
+	// factory (secureClientPort, TLS) and the Netty client socket need.
+	for _, jar := range []string{"slf4j-simple.jar", "netty-codec.jar", "netty-resolver.jar", "netty-transport-native-unix-common.jar"} {
+		if _, err := os.Stat(filepath.Join(debianJars, jar)); err == nil {
+			cp = append(cp, filepath.Join(debianJars, jar))
+		}
 	}
 	return Install{Java: java, ClassPath: strings.Join(cp, ":")}, nil
 }

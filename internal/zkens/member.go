@@ -22,6 +22,7 @@ type Member struct {
 	ID         int
 	Observer   bool
 	ClientAddr string // 127.0.0.1:port, what clients and four-letter words dial
+	SecureAddr string // its TLS client port (Config.SecureClientPort), or ""
 
 	peerPort, electPort int
 	dir                 string
