@@ -88,7 +88,7 @@ func (a *Server) sampleOnce(now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	size := max(int(HistorySpan/a.every), 2)
-	for _, e := range a.ensembles {
+	for _, e := range a.ensembles.List() {
 		r := a.hist[e.Name]
 		if r == nil {
 			r = &ring{points: make([]point, 0, size)}

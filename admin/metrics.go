@@ -6,6 +6,7 @@ package admin
 import (
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -219,16 +220,42 @@ type Ensemble struct {
 	Monitor *health.Monitor
 }
 
+// Ensembles is the set of ensembles served now; a configuration reload replaces it.
+type Ensembles struct {
+	mu   sync.Mutex
+	list []Ensemble
+}
+
+// NewEnsembles returns a set holding list.
+func NewEnsembles(list []Ensemble) *Ensembles { return &Ensembles{list: list} }
+
+// List returns the ensembles, in the configuration's order.
+func (s *Ensembles) List() []Ensemble {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Ensemble(nil), s.list...)
+}
+
+// Set replaces the ensembles.
+func (s *Ensembles) Set(list []Ensemble) {
+	s.mu.Lock()
+	s.list = append([]Ensemble(nil), list...)
+	s.mu.Unlock()
+}
+
 // stateCollector reads gauges from the live state at scrape time: nothing on the
 // request path.
 type stateCollector struct {
-	ensembles []Ensemble
+	ensembles *Ensembles
 	descs     map[string]*prometheus.Desc
 }
 
 // NewStateCollector returns the collector of connections, sessions, bytes, member and
 // breaker state for the ensembles.
-func NewStateCollector(ensembles []Ensemble) prometheus.Collector {
+func NewStateCollector(ensembles *Ensembles) prometheus.Collector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(name, help, append([]string{"ensemble"}, labels...), nil)
 	}
@@ -267,7 +294,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		return 0
 	}
-	for _, e := range c.ensembles {
+	for _, e := range c.ensembles.List() {
 		t := e.Server.Totals()
 		gauge("connections", float64(t.Connections), e.Name)
 		gauge("outstanding", float64(t.Outstanding), e.Name)

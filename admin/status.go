@@ -19,6 +19,7 @@ import (
 type Status struct {
 	Version   string           `json:"version"`
 	StartedAt time.Time        `json:"started_at"`
+	Config    *ConfigStatus    `json:"config,omitempty"`
 	Ensembles []EnsembleStatus `json:"ensembles"`
 }
 
@@ -78,18 +79,20 @@ type MemberStatus struct {
 
 // Server serves the admin endpoints.
 type Server struct {
-	ensembles []Ensemble
+	ensembles *Ensembles
 	version   string
 	started   time.Time
 	gatherer  prometheus.Gatherer
 
-	mu    sync.Mutex
-	hist  map[string]*ring // per ensemble: the charts' points (Sample)
-	every time.Duration    // Sample's interval
+	mu     sync.Mutex
+	hist   map[string]*ring // per ensemble: the charts' points (Sample)
+	config *ConfigStatus
+	reload func() ReloadStatus
+	every  time.Duration // Sample's interval
 }
 
 // NewServer returns the admin handler for the ensembles; metrics come from gatherer.
-func NewServer(ensembles []Ensemble, version string, gatherer prometheus.Gatherer) *Server {
+func NewServer(ensembles *Ensembles, version string, gatherer prometheus.Gatherer) *Server {
 	return &Server{ensembles: ensembles, version: version, started: time.Now(), gatherer: gatherer,
 		hist: map[string]*ring{}, every: SampleEvery}
 }
@@ -106,6 +109,7 @@ func (a *Server) Handler() http.Handler {
 		enc.SetIndent("", "  ")
 		enc.Encode(a.Status())
 	})
+	mux.HandleFunc("POST /-/reload", a.postReload)
 	mux.HandleFunc("GET /{$}", a.page)
 	return mux
 }
@@ -113,7 +117,7 @@ func (a *Server) Handler() http.Handler {
 // readyz is 200 when every ensemble can place a session.
 func (a *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	var notReady []string
-	for _, e := range a.ensembles {
+	for _, e := range a.ensembles.List() {
 		if !e.Server.CanServe() {
 			notReady = append(notReady, e.Name)
 		}
@@ -128,7 +132,10 @@ func (a *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 // Status collects the current state.
 func (a *Server) Status() Status {
 	st := Status{Version: a.version, StartedAt: a.started}
-	for _, e := range a.ensembles {
+	a.mu.Lock()
+	st.Config = a.config
+	a.mu.Unlock()
+	for _, e := range a.ensembles.List() {
 		st.Ensembles = append(st.Ensembles, ensembleStatus(e))
 	}
 	return st
@@ -200,4 +207,54 @@ func (a *Server) rates() map[string]opRate {
 		}
 	}
 	return out
+}
+
+// ConfigStatus is the active configuration: its hash and when it was loaded, and the
+// last reload's outcome.
+type ConfigStatus struct {
+	Hash       string        `json:"hash"`
+	LoadedAt   time.Time     `json:"loaded_at"`
+	LastReload *ReloadStatus `json:"last_reload,omitempty"`
+}
+
+// ReloadStatus is one reload's outcome: ok (what changed, what needs a restart and was
+// kept), or error (nothing changed).
+type ReloadStatus struct {
+	At           time.Time `json:"at"`
+	Result       string    `json:"result"` // ok or error
+	Error        string    `json:"error,omitempty"`
+	Changed      []string  `json:"changed,omitempty"`
+	NeedsRestart []string  `json:"needs_restart,omitempty"`
+}
+
+// SetConfig records the active configuration for the status.
+func (a *Server) SetConfig(c ConfigStatus) {
+	a.mu.Lock()
+	a.config = &c
+	a.mu.Unlock()
+}
+
+// OnReload makes POST /-/reload call f and answer with its outcome.
+func (a *Server) OnReload(f func() ReloadStatus) {
+	a.mu.Lock()
+	a.reload = f
+	a.mu.Unlock()
+}
+
+func (a *Server) postReload(w http.ResponseWriter, _ *http.Request) {
+	a.mu.Lock()
+	f := a.reload
+	a.mu.Unlock()
+	if f == nil {
+		http.Error(w, "reload is not available", http.StatusNotImplemented)
+		return
+	}
+	st := f()
+	w.Header().Set("Content-Type", "application/json")
+	if st.Result != "ok" {
+		w.WriteHeader(http.StatusBadRequest)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(st)
 }

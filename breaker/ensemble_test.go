@@ -295,3 +295,35 @@ func BenchmarkRecord(b *testing.B) {
 		}
 	})
 }
+
+// A reload's new settings apply at once, in the state the breaker was in, and are not
+// a transition.
+func TestEnsembleReconfigure(t *testing.T) {
+	ms := time.Millisecond
+	e, logs := newTestEnsemble(t, DefaultConfig())
+	feed(e, 5, jute.ErrConnectionLoss, ms)
+	if e.State() != Closed {
+		t.Fatal("5 failures under min_requests 20 opened it")
+	}
+	cfg := DefaultConfig()
+	cfg.MinRequests = 4
+	e.Reconfigure(cfg)
+	if e.Config().MinRequests != 4 || e.State() != Closed || len(e.History()) != 0 {
+		t.Fatalf("after reconfigure: %+v, %v, history %v", e.Config(), e.State(), e.History())
+	}
+	feed(e, 4, jute.ErrConnectionLoss, ms)
+	if e.State() != Open {
+		t.Fatalf("4 failures with min_requests 4: %v\n%s", e.State(), logs)
+	}
+	cfg.OpenFor = time.Hour
+	e.Reconfigure(cfg)
+	if e.State() != Open || len(e.History()) != 1 {
+		t.Fatalf("reconfigured while open: %v, history %+v", e.State(), e.History())
+	}
+	if _, ok := e.Acquire(); ok {
+		t.Fatal("reconfigured open breaker let a request through")
+	}
+	if !strings.Contains(logs.String(), "ensemble breaker reconfigured") {
+		t.Fatalf("no log line for the reconfiguration:\n%s", logs)
+	}
+}

@@ -67,7 +67,7 @@ func (r *relay) settle(memberBroke bool) int {
 	r.srv.releasePermits(entries, memberBroke)
 	if memberBroke && len(entries) > 0 {
 		r.srv.obs.Lost(r.member, len(entries))
-		r.srv.ej.Lost(r.member, len(entries))
+		r.srv.ejector().Lost(r.member, len(entries))
 	}
 	return len(entries)
 }

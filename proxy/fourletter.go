@@ -60,12 +60,12 @@ func (s *Server) FourLetter(cmd string) string {
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func (s *Server) writeSrvr(b *strings.Builder, clients bool) {
-	v := s.views.View()
+	v := s.view()
 	var zxid int64
 	for _, m := range v.Members {
 		zxid = max(zxid, m.Zxid)
 	}
-	fmt.Fprintf(b, "Zookeeper version: zkgate %s, proxy for ensemble %s\n", Version, s.cfg.Name)
+	fmt.Fprintf(b, "Zookeeper version: zkgate %s, proxy for ensemble %s\n", Version, s.conf().Name)
 	if clients {
 		b.WriteString("Clients:\n")
 		for _, si := range s.Sessions() {
@@ -79,7 +79,7 @@ func (s *Server) writeSrvr(b *strings.Builder, clients bool) {
 	fmt.Fprintf(b, "Zxid: 0x%x\nMode: proxy\nNode count: 0\n", zxid)
 	fmt.Fprintf(b, "Breaker: %s\n", s.brk.Summary())
 	var ejected []string
-	for _, m := range s.ej.Status() {
+	for _, m := range s.ejector().Status() {
 		if m.Ejected {
 			ejected = append(ejected, fmt.Sprintf("%s until %s (%s)", m.Address, m.Until.Format(time.RFC3339), m.Reason))
 		}
@@ -92,7 +92,7 @@ func (s *Server) writeSrvr(b *strings.Builder, clients bool) {
 // writeMntr answers mntr with ZooKeeper's zk_ keys where zkgate has the figure (so
 // existing mntr exporters work) and zkgate_ keys for the rest.
 func (s *Server) writeMntr(b *strings.Builder) {
-	v := s.views.View()
+	v := s.view()
 	t := s.Totals()
 	serving, ejected := 0, 0
 	for _, m := range v.Members {
@@ -100,7 +100,7 @@ func (s *Server) writeMntr(b *strings.Builder) {
 			serving++
 		}
 	}
-	for _, m := range s.ej.Status() {
+	for _, m := range s.ejector().Status() {
 		if m.Ejected {
 			ejected++
 		}
@@ -116,7 +116,7 @@ func (s *Server) writeMntr(b *strings.Builder) {
 	kv("zk_packets_sent", t.Replies)
 	kv("zk_num_alive_connections", t.Connections)
 	kv("zk_outstanding_requests", t.Outstanding)
-	kv("zkgate_ensemble", s.cfg.Name)
+	kv("zkgate_ensemble", s.conf().Name)
 	kv("zkgate_sessions", t.Sessions)
 	kv("zkgate_bytes_received", t.BytesIn)
 	kv("zkgate_bytes_sent", t.BytesOut)
@@ -193,15 +193,15 @@ func lopName(op jute.OpCode) string {
 // writeConf prints zkgate's settings for this ensemble as key=value lines.
 func (s *Server) writeConf(b *strings.Builder) {
 	kv := func(k string, v any) { fmt.Fprintf(b, "%s=%v\n", k, v) }
-	kv("ensemble", s.cfg.Name)
-	for _, m := range s.views.View().Members {
+	kv("ensemble", s.conf().Name)
+	for _, m := range s.view().Members {
 		kv("member", m.Address)
 	}
-	kv("routing", s.cfg.Policy)
-	kv("maxClientCnxns", s.cfg.MaxPerClient)
-	kv("maxConnections", s.cfg.MaxConnections)
-	kv("maxFrame", s.cfg.MaxFrame)
-	kv("handshakeTimeout", s.cfg.HandshakeTimeout)
+	kv("routing", s.conf().Policy)
+	kv("maxClientCnxns", s.conf().MaxPerClient)
+	kv("maxConnections", s.conf().MaxConnections)
+	kv("maxFrame", s.conf().MaxFrame)
+	kv("handshakeTimeout", s.conf().HandshakeTimeout)
 	bc := s.brk.Config()
 	kv("breaker.enabled", bc.Enabled)
 	kv("breaker.failureRatio", bc.FailureRatio)
@@ -212,7 +212,7 @@ func (s *Server) writeConf(b *strings.Builder) {
 	kv("breaker.halfOpenProbes", bc.HalfOpenProbes)
 	kv("breaker.halfOpenAdmission", bc.HalfOpenAdmission)
 	kv("breaker.rejectCode", bc.RejectCode)
-	ec := s.ej.Config()
+	ec := s.ejector().Config()
 	kv("ejection.enabled", ec.Enabled)
 	kv("ejection.baseTime", ec.BaseTime)
 	kv("ejection.maxTime", ec.MaxTime)

@@ -225,7 +225,7 @@ func (g *gsession) feed(in *[]byte, data []byte, member bool) bool {
 	} else {
 		used, end = g.c.r.fromClient(&g.o, data, time.Now())
 	}
-	*in = keepPartial(*in, data[used:], g.srv.cfg.MaxFrame)
+	*in = keepPartial(*in, data[used:], g.srv.conf().MaxFrame)
 	g.queue()
 	g.mu.Unlock()
 	if end != nil {

@@ -28,7 +28,7 @@ const handshakeBuffer = 1 << 10
 // word is answered here; a ConnectRequest is routed to a member whose ConnectResponse
 // goes back to the client. On success the client's frame reader is returned for the relay.
 func (c *conn) handshake() (*jute.FrameReader, error) {
-	cfg := c.srv.cfg
+	cfg := c.srv.conf()
 	deadline := c.accepted.Add(cfg.HandshakeTimeout)
 	refusing := c.srv.brk.Refusing() && !c.srv.ServesReadOnly()
 	if refusing {
@@ -91,9 +91,9 @@ func (c *conn) handshake() (*jute.FrameReader, error) {
 func (c *conn) place(raw []byte, req *jute.ConnectRequest, deadline time.Time) error {
 	s := c.srv
 	cands := Route(RouteInput{
-		View: s.views.View(), Policy: s.cfg.Policy, Sessions: s.sessionsPerMember(),
+		View: s.view(), Policy: s.conf().Policy, Sessions: s.sessionsPerMember(),
 		LastZxidSeen: req.LastZxidSeen, ReadOnly: req.ReadOnly, Counter: s.rr.Add(1),
-		Excluded: s.ej.Excluded(),
+		Excluded: s.ejector().Excluded(),
 	})
 	if len(cands) == 0 {
 		return fmt.Errorf("session 0x%x lastZxid 0x%x: %w", req.SessionID, req.LastZxidSeen, errNoMember)
@@ -115,11 +115,11 @@ func (c *conn) place(raw []byte, req *jute.ConnectRequest, deadline time.Time) e
 			}
 			s.obs.ConnectFailed(member, err)
 			s.brk.ConnectFailed()
-			s.ej.ConnectFailed(member)
+			s.ejector().ConnectFailed(member)
 			errs = append(errs, err)
 			continue
 		}
-		s.ej.Connected(member)
+		s.ejector().Connected(member)
 		c.amu.Lock()
 		c.server = server
 		c.amu.Unlock()
@@ -140,7 +140,7 @@ func (c *conn) place(raw []byte, req *jute.ConnectRequest, deadline time.Time) e
 // dialMember connects to member, sends a ConnectRequest's bytes unchanged and reads the
 // member's ConnectResponse, decoded and as a frame for the client. ctx bounds it all.
 func (s *Server) dialMember(ctx context.Context, member string, raw []byte) (net.Conn, *jute.ConnectResponse, []byte, error) {
-	d := net.Dialer{Timeout: s.cfg.DialTimeout}
+	d := net.Dialer{Timeout: s.conf().DialTimeout}
 	server, err := d.DialContext(ctx, "tcp", member)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("member %s: %w", member, err)

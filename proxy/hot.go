@@ -45,21 +45,26 @@ func newHotTracker(c Hotspots) *hotspot.Tracker {
 // Hotspots returns the last complete window's heaviest keys; ok is false when hot spots
 // are off.
 func (s *Server) Hotspots() (r hotspot.Report, ok bool) {
-	if s.hot == nil {
+	t := s.hotTracker()
+	if t == nil {
 		return r, false
 	}
-	return s.hot.Report(), true
+	return t.Report(), true
 }
 
 // hotRequest counts a request's path prefix and returns the tracker's copy of it, for
 // its reply.
 func (r *relay) hotRequest(h jute.RequestHeader, frame []byte) string {
+	t := r.srv.hotTracker()
+	if t == nil {
+		return ""
+	}
 	path, ok := jute.RequestPath(h.Type, frame[4+jute.RequestHeaderLen:])
 	if !ok {
 		return ""
 	}
-	prefix := hotspot.Prefix(path, r.srv.cfg.Hotspots.PathDepth)
-	return r.srv.hot.Add(hotspot.Paths, prefix, hotspot.Figures{Requests: 1, Bytes: uint64(len(frame))})
+	prefix := hotspot.Prefix(path, r.srv.conf().Hotspots.PathDepth)
+	return t.Add(hotspot.Paths, prefix, hotspot.Figures{Requests: 1, Bytes: uint64(len(frame))})
 }
 
 // hotReply counts a reply's bytes, and its error, against its request's path prefix.
@@ -68,12 +73,20 @@ func (r *relay) hotReply(f *inflight, code jute.ErrCode, n int) {
 	if code != jute.ErrOK {
 		errs = 1
 	}
-	r.srv.hot.AddString(hotspot.Paths, f.hot, hotspot.Figures{Errors: errs, Bytes: uint64(n)})
+	t := r.srv.hotTracker()
+	if t == nil {
+		return
+	}
+	t.AddString(hotspot.Paths, f.hot, hotspot.Figures{Errors: errs, Bytes: uint64(n)})
 }
 
 // sampleHot adds what each session did since the last sample to its client's and its own
 // figures, and closes the window when it is over.
 func (s *Server) sampleHot(now time.Time) {
+	t := s.hotTracker()
+	if t == nil {
+		return
+	}
 	for _, cn := range s.connList(true) {
 		ss := cn.sess
 		ss.mu.Lock()
@@ -86,10 +99,10 @@ func (s *Server) sampleHot(now time.Time) {
 		if d == (hotspot.Figures{}) {
 			continue
 		}
-		s.hot.AddString(hotspot.Clients, cn.ip, d)
-		s.hot.AddString(hotspot.Sessions, fmt.Sprintf("0x%x %s", id, ss.Client), d)
+		t.AddString(hotspot.Clients, cn.ip, d)
+		t.AddString(hotspot.Sessions, fmt.Sprintf("0x%x %s", id, ss.Client), d)
 	}
-	s.hot.Rotate(now)
+	t.Rotate(now)
 }
 
 // hotMntr is how many keys of each dimension mntr lists.

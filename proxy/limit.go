@@ -116,7 +116,7 @@ func (l Limits) String() string {
 // newSessionLimit makes a session's limits, sharing its client IP's bucket; nil when
 // the limits are off. Called under s.mu.
 func (s *Server) newSessionLimit(ip string) *sessionLimit {
-	cfg := s.cfg.Limits
+	cfg := s.conf().Limits
 	if !cfg.on() {
 		return nil
 	}

@@ -12,7 +12,7 @@ import (
 // limitRig is the relay rig with the limits on for its session (client IP "c").
 func limitRig(t *testing.T, l Limits) *relayRig {
 	g := newRig(t)
-	g.srv.cfg.Limits = l
+	g.srv.conf().Limits = l
 	g.srv.mu.Lock()
 	g.r.lim = g.srv.newSessionLimit("c")
 	g.srv.mu.Unlock()

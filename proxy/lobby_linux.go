@@ -140,7 +140,7 @@ func (lb *lobby) admit(c *conn) bool {
 			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT, 1)
 			return
 		}
-		e := &lobbyEntry{c: c, fd: fd, deadline: c.accepted.Add(lb.srv.cfg.HandshakeTimeout)}
+		e := &lobbyEntry{c: c, fd: fd, deadline: c.accepted.Add(lb.srv.conf().HandshakeTimeout)}
 		c.waiting = e
 		lb.waiting[fd] = e
 		lb.queue = append(lb.queue, e)

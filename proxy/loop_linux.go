@@ -102,7 +102,7 @@ const (
 // reply latency, at most Coalesce. Below coalesceFloor the extra wakeups cost more CPU
 // than the batching saves (BENCHMARKS.md).
 func (l *loop) window() time.Duration {
-	cfg := &l.srv.cfg
+	cfg := l.srv.conf()
 	if cfg.Coalesce <= 0 || l.o.flight < coalesceFrom {
 		return 0
 	}

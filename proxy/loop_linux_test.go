@@ -34,8 +34,10 @@ func TestCoalesceWindow(t *testing.T) {
 		if tc.share != 0 {
 			cfg.CoalesceShare = tc.share
 		}
-		l := &loop{srv: &Server{cfg: cfg.withDefaults()},
-			o: out{flight: tc.flight, latency: tc.latency}}
+		srv := &Server{}
+		c := cfg.withDefaults()
+		srv.cfg.Store(&c)
+		l := &loop{srv: srv, o: out{flight: tc.flight, latency: tc.latency}}
 		if got := l.window(); got != tc.want {
 			t.Errorf("%s: window %v, want %v", tc.name, got, tc.want)
 		}

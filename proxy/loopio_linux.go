@@ -174,7 +174,7 @@ func (l *loop) relay(e *end, data []byte) {
 	} else {
 		used, end = c.r.fromClient(&l.o, data, l.now)
 	}
-	e.in = keepPartial(e.in, data[used:], l.srv.cfg.MaxFrame)
+	e.in = keepPartial(e.in, data[used:], l.srv.conf().MaxFrame)
 	l.flush(c)
 	if end != nil {
 		l.finish(c, *end)

@@ -113,7 +113,7 @@ func (r *relay) lose(o *out, now time.Time, why string) (*moveOrder, *ending) {
 		// as it would directly, and zkgate places it on a read-write member if the quorum is back.
 		return nil, r.moveEnded(o, MoveReadOnly, "the session was on a read-only member", now)
 	}
-	d := r.srv.cfg.MoveTimeout
+	d := r.srv.conf().MoveTimeout
 	if d <= 0 {
 		d = timeout / defaultMoveFrac
 	}

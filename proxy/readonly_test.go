@@ -88,7 +88,7 @@ func TestServesReadOnly(t *testing.T) {
 		srv := NewServer(Config{}, staticView{c.view}, zerolog.Nop(), WithBreaker(brk))
 		srv.ApplyView(*c.view)
 		if c.excluded {
-			srv.ej.ObserveHealth("r", true, "test: ejected", time.Now())
+			srv.ejector().ObserveHealth("r", true, "test: ejected", time.Now())
 		}
 		if got := srv.ServesReadOnly(); got != c.serves {
 			t.Errorf("%s: ServesReadOnly %v, want %v", c.name, got, c.serves)
@@ -103,8 +103,8 @@ func TestServesReadOnly(t *testing.T) {
 // error when it comes back.
 func TestRelayCountsHotPaths(t *testing.T) {
 	g := newRig(t)
-	g.srv.cfg.Hotspots = DefaultHotspots()
-	g.srv.hot = newHotTracker(g.srv.cfg.Hotspots)
+	g.srv.conf().Hotspots = DefaultHotspots()
+	g.srv.hot.Store(newHotTracker(g.srv.conf().Hotspots))
 	for i := range 5 {
 		g.client(getData(int32(i+1), "/app/locks/lock-"+itoa(i), false))
 	}
@@ -117,7 +117,7 @@ func TestRelayCountsHotPaths(t *testing.T) {
 	g.member(6, jute.ErrNoNode)
 	g.member(jute.XidPing, 0)
 	g.toClient()
-	g.srv.hot.Rotate(time.Now().Add(g.srv.cfg.Hotspots.Window))
+	g.srv.hotTracker().Rotate(time.Now().Add(g.srv.conf().Hotspots.Window))
 	rep, ok := g.srv.Hotspots()
 	if !ok {
 		t.Fatal("hot spots off")

@@ -40,7 +40,7 @@ func (s *Server) dialBounded(ctx context.Context, slots chan struct{}, member st
 // read-only member: the client would not see the read-only ConnectResponse, and would
 // take its writes' NOTREADONLY for a fault.
 func (s *Server) moveTargets(m *moveOrder, excluded map[string]bool) []string {
-	in := RouteInput{View: s.views.View(), Policy: s.cfg.Policy, Sessions: s.sessionsPerMember(),
+	in := RouteInput{View: s.view(), Policy: s.conf().Policy, Sessions: s.sessionsPerMember(),
 		LastZxidSeen: m.req.LastZxidSeen, Counter: s.rr.Add(1), Excluded: excluded}
 	caught := Route(in)
 	in.LastZxidSeen = 0
@@ -69,7 +69,7 @@ func (s *Server) redial(ctx context.Context, m *moveOrder) moveResult {
 	raw := jute.AppendFrame(nil, &m.req)
 	var last error = errNoMember
 	for round := 0; ; round++ {
-		excluded := maps.Clone(s.ej.Excluded())
+		excluded := maps.Clone(s.ejector().Excluded())
 		if excluded == nil {
 			excluded = map[string]bool{}
 		}
@@ -90,7 +90,7 @@ func (s *Server) redial(ctx context.Context, m *moveOrder) moveResult {
 				s.obs.ConnectFailed(member, err)
 				continue
 			}
-			s.ej.Connected(member)
+			s.ejector().Connected(member)
 			return moveResult{conn: nc, member: member, resp: resp}
 		}
 		t := time.NewTimer(moveRetryPause)

@@ -88,9 +88,7 @@ func (r *relay) fromClient(o *out, data []byte, now time.Time) (used int, end *e
 			return used, end
 		}
 		r.srv.obs.Request(h.Type)
-		if r.srv.hot != nil {
-			f.hot = r.hotRequest(h, frame)
-		}
+		f.hot = r.hotRequest(h, frame)
 		r.sess.bytesIn.Add(uint64(len(frame)))
 		counted := needsPermit(h)
 		if r.lim != nil && counted {
@@ -127,7 +125,7 @@ func (r *relay) fromClient(o *out, data []byte, now time.Time) (used int, end *e
 // nextRequest cuts the next whole frame off data and decodes its header; a nil frame
 // means data holds no whole frame.
 func (r *relay) nextRequest(data []byte) ([]byte, jute.RequestHeader, error) {
-	frame, _, err := jute.NextFrame(data, r.srv.cfg.MaxFrame)
+	frame, _, err := jute.NextFrame(data, r.srv.conf().MaxFrame)
 	if err != nil {
 		return nil, jute.RequestHeader{}, protocolError{fmt.Errorf("client frame: %w", err)}
 	}
@@ -239,7 +237,7 @@ func repeatable(op jute.OpCode) bool {
 // returns how many bytes they took. Replies of one read share one arrival time.
 func (r *relay) fromMember(o *out, data []byte, now time.Time) (used int, end *ending) {
 	for {
-		frame, _, err := jute.NextFrame(data[used:], r.srv.cfg.MaxFrame)
+		frame, _, err := jute.NextFrame(data[used:], r.srv.conf().MaxFrame)
 		if err != nil {
 			return used, &ending{side: "member", err: protocolError{fmt.Errorf("member frame: %w", err)}}
 		}
@@ -319,7 +317,7 @@ func (r *relay) outcome(o *out, f inflight, h jute.ReplyHeader, now time.Time) {
 		r.srv.brk.Release(h.Err, memberLatency, false)
 	}
 	if f.xid >= 0 && !f.reported {
-		r.srv.ej.Reply(r.member, h.Err, memberLatency)
+		r.srv.ejector().Reply(r.member, h.Err, memberLatency)
 	}
 	r.srv.obs.Reply(r.member, f.op, h.Err, latency)
 	switch {

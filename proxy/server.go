@@ -111,11 +111,14 @@ type ViewSource interface{ View() *health.View }
 
 // Server serves one ensemble's clients.
 type Server struct {
-	cfg     Config
-	views   ViewSource
+	// The settings, the health view's source and the ejector can be replaced while the
+	// server runs (Reconfigure, SetViews, SetEjector: a configuration reload).
+	cfg     atomic.Pointer[Config]
+	views   atomic.Pointer[viewSource]
+	ej      atomic.Pointer[breaker.Ejector]
+	hot     atomic.Pointer[hotspot.Tracker] // nil when Config.Hotspots is off
 	obs     Observer
 	brk     *breaker.Ensemble
-	ej      *breaker.Ejector
 	log     zerolog.Logger
 	rlog    zerolog.Logger // sampled: refusals during a retry storm
 	rr      atomic.Uint64
@@ -135,8 +138,7 @@ type Server struct {
 	// session moves done and refused (Totals)
 	moves, movesClosed atomic.Int64
 	readOnlyService    atomic.Bool      // ServesReadOnly as of the last view, for its log lines
-	hot                *hotspot.Tracker // nil when Config.Hotspots is off
-	hotAt              time.Time        // the last sampleHot; maintain's
+	hotAt              time.Time   // the last sampleHot; maintain's
 
 	mu        sync.Mutex // guards below
 	listeners map[net.Listener]struct{}
@@ -163,32 +165,49 @@ func WithBreaker(b *breaker.Ensemble) Option { return func(s *Server) { s.brk = 
 
 // WithEjector sets the member ejector; the default is breaker.DefaultEjectionConfig()
 // over the members of the first health view.
-func WithEjector(j *breaker.Ejector) Option { return func(s *Server) { s.ej = j } }
+func WithEjector(j *breaker.Ejector) Option { return func(s *Server) { s.ej.Store(j) } }
+
+type viewSource struct{ ViewSource }
+
+// conf is the current settings; a reload may replace them between two calls.
+func (s *Server) conf() *Config { return s.cfg.Load() }
+
+// view is the current health view.
+func (s *Server) view() *health.View { return s.views.Load().View() }
+
+// ejector is the current member ejector.
+func (s *Server) ejector() *breaker.Ejector { return s.ej.Load() }
+
+// hotTracker is the hot spot tracker, nil when hot spots are off.
+func (s *Server) hotTracker() *hotspot.Tracker { return s.hot.Load() }
 
 // NewServer returns a server for one ensemble whose health comes from views.
 func NewServer(cfg Config, views ViewSource, log zerolog.Logger, opts ...Option) *Server {
 	s := &Server{
-		cfg: cfg.withDefaults(), views: views, obs: nopObserver{},
+		obs:       nopObserver{},
 		log:       log.With().Str("ensemble", cfg.withDefaults().Name).Logger(),
 		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}, perMember: map[string]int{}, perClient: map[string]int{}, clientLimits: map[string]*clientLimit{},
 		started: time.Now(), stop: make(chan struct{}), kick: make(chan struct{}, 1),
 		dials: make(chan struct{}, moveDials), placing: make(chan struct{}, placeDials),
 	}
+	c := cfg.withDefaults()
+	s.cfg.Store(&c)
+	s.views.Store(&viewSource{views})
+	s.hot.Store(newHotTracker(c.Hotspots))
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.hot = newHotTracker(s.cfg.Hotspots)
 	s.rlog = s.log.Sample(&zerolog.BurstSampler{Burst: 20, Period: time.Second})
 	for _, o := range opts {
 		o(s)
 	}
 	if s.brk == nil {
-		s.brk = breaker.NewEnsemble(s.cfg.Name, breaker.DefaultConfig(), log)
+		s.brk = breaker.NewEnsemble(s.conf().Name, breaker.DefaultConfig(), log)
 	}
-	if s.ej == nil {
+	if s.ejector() == nil {
 		var addrs []string
 		for _, m := range views.View().Members {
 			addrs = append(addrs, m.Address)
 		}
-		s.ej = breaker.NewEjector(addrs, breaker.DefaultEjectionConfig(), s.log)
+		s.ej.Store(breaker.NewEjector(addrs, breaker.DefaultEjectionConfig(), s.log))
 	}
 	s.brk.Subscribe(func(t breaker.Transition) {
 		if t.To == breaker.Open {
@@ -205,7 +224,30 @@ func NewServer(cfg Config, views ViewSource, log zerolog.Logger, opts ...Option)
 func (s *Server) Breaker() *breaker.Ensemble { return s.brk }
 
 // Ejector is the member ejector.
-func (s *Server) Ejector() *breaker.Ejector { return s.ej }
+func (s *Server) Ejector() *breaker.Ejector { return s.ejector() }
+
+// Reconfigure replaces the settings (a configuration reload). The relay driver, the
+// number of loops and the name stay as they were (a restart changes them). New sessions
+// take every new setting; live sessions take the routing, relay and member settings at
+// once, and keep the client limits they were placed with. Hot spots turned on start
+// counting now; turned off, they stop.
+func (s *Server) Reconfigure(cfg Config) {
+	old := s.conf()
+	c := cfg.withDefaults()
+	c.Name, c.Driver, c.Loops = old.Name, old.Driver, old.Loops
+	if c.Hotspots != old.Hotspots {
+		s.hot.Store(newHotTracker(c.Hotspots))
+	}
+	s.cfg.Store(&c)
+}
+
+// SetViews makes views the health view's source (a new monitor, with other members or
+// settings). Subscribe ApplyView to it as well.
+func (s *Server) SetViews(views ViewSource) { s.views.Store(&viewSource{views}) }
+
+// SetEjector replaces the member ejector (other members or settings). Ejections under
+// way end: health still keeps a down member out.
+func (s *Server) SetEjector(j *breaker.Ejector) { s.ej.Store(j) }
 
 // ErrServerClosed is returned by Serve after Close or Shutdown.
 var ErrServerClosed = errors.New("proxy: server closed")
@@ -227,7 +269,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		ln.Close()
 		return s.lerr
 	}
-	s.log.Info().Str("listen", ln.Addr().String()).Str("driver", s.cfg.Driver).Msg("accepting clients")
+	s.log.Info().Str("listen", ln.Addr().String()).Str("driver", s.conf().Driver).Msg("accepting clients")
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()
@@ -258,8 +300,8 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // start starts the relay loops (with the epoll driver) and the maintenance goroutine.
 func (s *Server) start() {
-	if s.cfg.Driver == DriverEpoll {
-		for range s.cfg.Loops {
+	if s.conf().Driver == DriverEpoll {
+		for range s.conf().Loops {
 			l, err := newLoop(s)
 			if err != nil {
 				s.lerr = fmt.Errorf("proxy: starting relay loops: %w", err)
@@ -285,17 +327,17 @@ func (s *Server) track(c net.Conn) bool {
 		c.Close()
 		return false
 	}
-	if s.cfg.MaxConnections > 0 && len(s.conns) >= s.cfg.MaxConnections {
+	if s.conf().MaxConnections > 0 && len(s.conns) >= s.conf().MaxConnections {
 		c.Close()
 		s.obs.Refused("limit")
-		s.rlog.Warn().Str("client", c.RemoteAddr().String()).Int("max_connections", s.cfg.MaxConnections).Msg("refused client: connection limit reached")
+		s.rlog.Warn().Str("client", c.RemoteAddr().String()).Int("max_connections", s.conf().MaxConnections).Msg("refused client: connection limit reached")
 		return false
 	}
 	ip := clientIP(c)
-	if s.cfg.MaxPerClient > 0 && s.perClient[ip] >= s.cfg.MaxPerClient {
+	if s.conf().MaxPerClient > 0 && s.perClient[ip] >= s.conf().MaxPerClient {
 		c.Close()
 		s.obs.Refused("limit")
-		s.rlog.Warn().Str("client", c.RemoteAddr().String()).Int("max_connections_per_client", s.cfg.MaxPerClient).Msg("refused client: per-address connection limit reached")
+		s.rlog.Warn().Str("client", c.RemoteAddr().String()).Int("max_connections_per_client", s.conf().MaxPerClient).Msg("refused client: per-address connection limit reached")
 		return false
 	}
 	s.perClient[ip]++
@@ -356,7 +398,7 @@ func (s *Server) Close() error {
 // drain timeout passes, then closes the rest.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopAccepting()
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.DrainTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.conf().DrainTimeout)
 	defer cancel()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()

@@ -147,20 +147,20 @@ func (s *Server) Sessions() []SessionInfo {
 // some member serves and is not ejected, and the breaker is not open. ruok and /readyz
 // answer from it.
 func (s *Server) CanServe() bool {
-	v := s.views.View()
+	v := s.view()
 	return v.Quorum && s.brk.State() != breaker.Open &&
-		len(Route(RouteInput{View: v, Policy: Any, Excluded: s.ej.Excluded()})) > 0
+		len(Route(RouteInput{View: v, Policy: Any, Excluded: s.ejector().Excluded()})) > 0
 }
 
 // ServesReadOnly reports whether zkgate serves only read-only clients now: health sees
 // no quorum, and a member runs in read-only mode (readonlymode.enabled) and is not
 // ejected. A client that asked for read-only is placed there; the others are refused.
 func (s *Server) ServesReadOnly() bool {
-	v := s.views.View()
+	v := s.view()
 	if v.Quorum {
 		return false
 	}
-	excluded := s.ej.Excluded()
+	excluded := s.ejector().Excluded()
 	for _, m := range v.Members {
 		if m.Status == health.StatusReadOnly && !excluded[m.Address] {
 			return true

@@ -42,7 +42,7 @@ func (c *conn) tlsHandshake() error {
 	if !ok {
 		return nil
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), c.accepted.Add(c.srv.cfg.HandshakeTimeout))
+	ctx, cancel := context.WithDeadline(context.Background(), c.accepted.Add(c.srv.conf().HandshakeTimeout))
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return tlsRefusal{err}
@@ -65,11 +65,11 @@ func isTLS(c net.Conn) bool {
 // dialTLS wraps a member connection in TLS (Config.MemberTLS) and runs the handshake
 // within ctx.
 func (s *Server) dialTLS(ctx context.Context, c net.Conn, member string) (net.Conn, error) {
-	if s.cfg.MemberTLS == nil {
+	if s.conf().MemberTLS == nil {
 		return c, nil
 	}
-	tc := tls.Client(c, certs.For(s.cfg.MemberTLS, member))
-	hctx, cancel := context.WithTimeout(ctx, max(s.cfg.DialTimeout, time.Second))
+	tc := tls.Client(c, certs.For(s.conf().MemberTLS, member))
+	hctx, cancel := context.WithTimeout(ctx, max(s.conf().DialTimeout, time.Second))
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
 		c.Close()

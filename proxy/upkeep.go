@@ -27,7 +27,7 @@ func (s *Server) ApplyView(v health.View) {
 		if reason == "" {
 			reason = m.Status.String()
 		}
-		for _, c := range s.ej.ObserveHealth(m.Address, down, reason, now) {
+		for _, c := range s.ejector().ObserveHealth(m.Address, down, reason, now) {
 			s.applyEjection(c)
 		}
 		if m.Status == health.StatusDown || m.Status == health.StatusNotServing {
@@ -86,12 +86,12 @@ func (s *Server) maintain() {
 			s.sweepStalls(time.Now(), 0)
 		case now := <-tick.C:
 			s.sweepStalls(now, every)
-			if s.hot != nil && now.Sub(s.hotAt) >= hotSample {
+			if now.Sub(s.hotAt) >= hotSample {
 				s.hotAt = now
 				s.sampleHot(now)
 			}
 			s.brk.Refresh()
-			for _, c := range s.ej.Evaluate(now) {
+			for _, c := range s.ejector().Evaluate(now) {
 				s.applyEjection(c)
 			}
 		}
@@ -119,7 +119,7 @@ func (s *Server) sweepStalls(now time.Time, tick time.Duration) {
 			if f.permit {
 				s.brk.Release(0, age, false)
 			}
-			s.ej.Stalled(member, age)
+			s.ejector().Stalled(member, age)
 			s.obs.Stalled(member, f.op, age)
 		}
 		if open && cn.sess.owes() {
@@ -132,6 +132,6 @@ func (s *Server) sweepStalls(now time.Time, tick time.Duration) {
 		}
 	}
 	if tick > 0 {
-		s.ej.StallSample(waitedOn, tick)
+		s.ejector().StallSample(waitedOn, tick)
 	}
 }

@@ -1,28 +1,18 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/zkgate/zkgate/admin"
-	"github.com/zkgate/zkgate/breaker"
 	"github.com/zkgate/zkgate/config"
-	"github.com/zkgate/zkgate/health"
-	"github.com/zkgate/zkgate/proxy"
 )
 
 // membersValue is --ensemble: a comma-separated member list.
@@ -106,7 +96,12 @@ func newServeCmd() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			return serveConfig(ctx, f, nil)
+			var source func() (config.File, error)
+			if o.configPath != "" {
+				// SIGHUP (or POST /-/reload) reads the file again; the flags given still apply.
+				source = func() (config.File, error) { return o.resolve(cmd.Flags()) }
+			}
+			return serveReloadable(ctx, f, source, nil)
 		},
 	}
 	fl := cmd.Flags()
@@ -199,91 +194,6 @@ func newLogger(level, format string) (zerolog.Logger, error) {
 		return zerolog.Logger{}, fmt.Errorf("log format %q: want json, console or auto", format)
 	}
 	return w.Level(lvl).With().Timestamp().Logger(), nil
-}
-
-// running is what serveConfig started, for its ready callback.
-type running struct {
-	Clients map[string]string // ensemble name -> client address
-	Admin   string
-}
-
-// serveConfig serves f until ctx ends, then drains. ready, when not nil, is called once every
-// listener is up (tests and demo use it).
-func serveConfig(ctx context.Context, f config.File, ready func(running)) error {
-	log, err := newLogger(f.Log.Level, f.Log.Format)
-	if err != nil {
-		return usageError{err}
-	}
-	version := buildVersion()
-	proxy.Version = version
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := admin.NewMetrics(reg, version)
-
-	var ensembles []admin.Ensemble
-	var serveErrs = make(chan error, len(f.Ensembles))
-	defer func() {
-		for _, e := range ensembles {
-			e.Server.Close()
-			e.Monitor.Close()
-		}
-	}()
-	info := running{Clients: map[string]string{}}
-	for _, e := range f.Ensembles {
-		elog := log.With().Str("ensemble", e.Name).Logger()
-		mon := health.NewMonitor(e.Members, e.HealthConfig(), elog.With().Str("component", "health").Logger())
-		mon.Start()
-		brk := breaker.NewEnsemble(e.Name, e.Breaker.Config(), log)
-		srv := proxy.NewServer(e.Proxy(), mon, log, proxy.WithBreaker(brk), proxy.WithEjector(breaker.NewEjector(e.Members, e.Ejection.Config(), elog)),
-			proxy.WithObserver(metrics.Observer(e.Name, brk)))
-		mon.Subscribe(srv.ApplyView)
-		ln, err := net.Listen("tcp", e.Listen)
-		if err != nil {
-			srv.Close()
-			mon.Close()
-			return fmt.Errorf("ensemble %s: listen %s: %w", e.Name, e.Listen, err)
-		}
-		ensembles = append(ensembles, admin.Ensemble{Name: e.Name, Listen: ln.Addr().String(), Server: srv, Monitor: mon})
-		info.Clients[e.Name] = ln.Addr().String()
-		go func() { serveErrs <- srv.Serve(ln) }()
-		elog.Info().Str("listen", ln.Addr().String()).Strs("members", e.Members).Str("routing", e.Routing).
-			Bool("breaker", e.Breaker.Enabled).Bool("ejection", e.Ejection.Enabled).Msg("zkgate serving ensemble")
-	}
-	reg.MustRegister(admin.NewStateCollector(ensembles))
-	if f.Admin.Listen != "" {
-		aln, err := net.Listen("tcp", f.Admin.Listen)
-		if err != nil {
-			return fmt.Errorf("admin listen %s: %w", f.Admin.Listen, err)
-		}
-		info.Admin = aln.Addr().String()
-		adm := admin.NewServer(ensembles, version, reg)
-		sampling, stopSampling := context.WithCancel(context.Background())
-		defer stopSampling()
-		go adm.Sample(sampling, sampleEvery) // the status page's charts
-		hs := &http.Server{Handler: adm.Handler(), ReadHeaderTimeout: 5 * time.Second}
-		go hs.Serve(aln)
-		defer hs.Close()
-		log.Info().Str("admin", info.Admin).Msg("admin server: /, /metrics, /healthz, /readyz, /api/v1/status")
-	}
-	if ready != nil {
-		ready(info)
-	}
-	select {
-	case <-ctx.Done():
-		log.Info().Msg("shutting down: draining sessions")
-		var wg sync.WaitGroup
-		for _, e := range ensembles {
-			wg.Add(1)
-			go func() { defer wg.Done(); e.Server.Shutdown(context.Background()) }()
-		}
-		wg.Wait()
-		return nil
-	case err := <-serveErrs:
-		if errors.Is(err, proxy.ErrServerClosed) {
-			return nil
-		}
-		return err
-	}
 }
 
 // sampleEvery is the status page's chart resolution; tests shorten it.
