@@ -25,6 +25,9 @@ type gsession struct {
 	mq   outbox // to the member; conn nil while the session moves
 	// closed: the session ended; readers and writers stop.
 	closed  bool
+	// flushing: the session ended cleanly (the member closed after closeSession) with
+	// replies still queued for the client; its writer sends them, then closes it.
+	flushing bool
 	loseWhy string // why zkgate closed the member connection (lose)
 }
 
@@ -245,7 +248,16 @@ func (g *gsession) write(ob *outbox, member bool) {
 			g.cond.Wait()
 		}
 		if g.closed {
+			data, flush := ob.buf, g.flushing && ob == &g.cq
+			ob.buf = nil
 			g.mu.Unlock()
+			if flush {
+				if len(data) > 0 {
+					g.c.client.SetWriteDeadline(time.Now().Add(time.Second))
+					g.c.client.Write(data)
+				}
+				g.c.client.Close()
+			}
 			return
 		}
 		data, nc := ob.buf, ob.conn
@@ -277,11 +289,18 @@ func (g *gsession) finish(why ending) {
 		return
 	}
 	g.closed = true
-	g.c.client.Close()
+	// After closeSession the member's reply and its close come together: the reply
+	// still goes out (lost, the client would see a broken connection, not a closed
+	// session). The writer sends it and closes the client.
+	g.flushing = why.side == "member" && g.c.r.bye
+	if !g.flushing {
+		g.c.client.Close()
+		g.cq.buf = nil
+	}
 	if g.mq.conn != nil {
 		g.mq.conn.Close()
 	}
-	g.cq.buf, g.mq.buf = nil, nil
+	g.mq.buf = nil
 	g.cond.Broadcast()
 	g.mu.Unlock()
 	g.c.ended(why)

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -181,20 +182,23 @@ func newLogger(level, format string) (zerolog.Logger, error) {
 	if err != nil || level == "" {
 		return zerolog.Logger{}, fmt.Errorf("log level %q: want debug, info, warn or error", level)
 	}
-	var w = zerolog.New(os.Stderr)
+	var w = zerolog.New(logOutput)
 	switch format {
 	case "json":
 	case "console":
-		w = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr})
+		w = zerolog.New(zerolog.ConsoleWriter{Out: logOutput})
 	case "auto":
 		if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			w = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr})
+			w = zerolog.New(zerolog.ConsoleWriter{Out: logOutput})
 		}
 	default:
 		return zerolog.Logger{}, fmt.Errorf("log format %q: want json, console or auto", format)
 	}
 	return w.Level(lvl).With().Timestamp().Logger(), nil
 }
+
+// logOutput is where zkgate logs; tests read it.
+var logOutput io.Writer = os.Stderr
 
 // sampleEvery is the status page's chart resolution; tests shorten it.
 var sampleEvery = admin.SampleEvery

@@ -11,8 +11,15 @@ import (
 // connected to server. With args it runs them as one command and exits; without, it
 // reads commands from its standard input.
 func (i Install) JavaCLI(ctx context.Context, server string, args ...string) *exec.Cmd {
-	return exec.CommandContext(ctx, i.Java, append([]string{"-Xshare:auto", "-XX:TieredStopAtLevel=1", "-cp", i.ClassPath,
-		"org.apache.zookeeper.ZooKeeperMain", "-server", server}, args...)...)
+	return i.JavaCLIWith(ctx, nil, server, args...)
+}
+
+// JavaCLIWith is JavaCLI with JVM flags: the client's system properties, such as
+// -Dzookeeper.client.secure=true for TLS.
+func (i Install) JavaCLIWith(ctx context.Context, jvm []string, server string, args ...string) *exec.Cmd {
+	all := append([]string{"-Xshare:auto", "-XX:TieredStopAtLevel=1"}, jvm...)
+	all = append(all, "-cp", i.ClassPath, "org.apache.zookeeper.ZooKeeperMain", "-server", server)
+	return exec.CommandContext(ctx, i.Java, append(all, args...)...)
 }
 
 // CClient is the path of the C client shell cli_mt: ZOOKEEPER_CLI_MT, or Debian's

@@ -1,0 +1,347 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+	"github.com/zkgate/zkgate/config"
+	"github.com/zkgate/zkgate/internal/zktest"
+	"github.com/zkgate/zkgate/jute"
+)
+
+// tlsRig is a 3-member ensemble with a secureClientPort on each member requiring client
+// certificates (mutual TLS), and the PKI behind it all.
+type tlsRig struct {
+	ens    *zktest.Ensemble
+	pki    *zktest.PKI
+	server zktest.Cert // zkgate's listener certificate
+	client zktest.Cert // the clients' certificate
+	member zktest.Cert // zkgate's certificate towards the members
+}
+
+func newTLSRig(t *testing.T) *tlsRig {
+	t.Helper()
+	pki := zktest.NewPKI(t)
+	zkCert := pki.Issue(t, "zookeeper", false, false)
+	ens := zktest.Start(t, zktest.Config{Members: 3, SecureClientPort: true, Extra: pki.ZooKeeperTLS(zkCert, "need")})
+	return &tlsRig{ens: ens, pki: pki, server: pki.Issue(t, "zkgate", false, false),
+		client: pki.Issue(t, "client", false, false), member: pki.Issue(t, "zkgate-to-members", false, false)}
+}
+
+// withTLS gives zkgate a TLS listener requiring client certificates and, when toMembers,
+// reaches the members on their secure ports with its own certificate.
+func (r *tlsRig) withTLS(toMembers bool) func(*config.Ensemble) {
+	return func(e *config.Ensemble) {
+		e.TLS = config.TLS{Listen: "127.0.0.1:0", Cert: r.server.Crt, Key: r.server.Key, ClientCA: r.pki.CA, MinVersion: "1.2"}
+		if toMembers {
+			e.Members = r.ens.SecureAddrs()
+			e.MemberTLS = config.MemberTLS{Enabled: true, CA: r.pki.CA, Cert: r.member.Crt, Key: r.member.Key}
+		}
+	}
+}
+
+func (r *tlsRig) clientTLS(c zktest.Cert) *tls.Config {
+	pool := x509.NewCertPool()
+	b, _ := os.ReadFile(r.pki.CA)
+	pool.AppendCertsFromPEM(b)
+	cfg := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+	if c.Crt != "" {
+		kp, err := tls.LoadX509KeyPair(c.Crt, c.Key)
+		if err != nil {
+			panic(err)
+		}
+		// Always presented: Go's client would hold back a certificate the server's CA
+		// list does not name, and the refusal to test is the server's.
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &kp, nil }
+	}
+	return cfg
+}
+
+// goZK connects go-zookeeper to addr, over TLS when cfg is set.
+func goZK(t *testing.T, addr string, cfg *tls.Config) (*zk.Conn, <-chan zk.Event) {
+	t.Helper()
+	dial := zk.Dialer(net.DialTimeout)
+	if cfg != nil {
+		dial = func(network, address string, timeout time.Duration) (net.Conn, error) {
+			return tls.DialWithDialer(&net.Dialer{Timeout: timeout}, network, address, cfg)
+		}
+	}
+	c, ev, err := zk.Connect([]string{addr}, 6*time.Second, zk.WithLogger(quiet{}), zk.WithDialer(dial))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	zktest.WaitFor(t, 20*time.Second, "a go-zookeeper session through "+addr, func() bool { return c.State() == zk.StateHasSession })
+	return c, ev
+}
+
+// crudGoZK does CRUD, a watch and an ephemeral.
+func crudGoZK(t *testing.T, c *zk.Conn, root string) {
+	t.Helper()
+	acl := zk.WorldACL(zk.PermAll)
+	if _, err := c.Create(root, []byte("v1"), 0, acl); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	_, _, w, err := c.GetW(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Set(root, []byte("v2"), -1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-w:
+		if ev.Type != zk.EventNodeDataChanged {
+			t.Fatalf("watch: %+v", ev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("watch did not fire")
+	}
+	eph, err := c.Create(root+"/eph", nil, zk.FlagEphemeral, acl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, st, err := c.Get(eph); err != nil || st.EphemeralOwner != c.SessionID() {
+		t.Fatalf("ephemeral: %v %+v", err, st)
+	}
+	if err := c.Delete(eph, -1); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(root, -1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// javaTLSFlags are the Java client's system properties for TLS with a client certificate.
+func (r *tlsRig) javaTLSFlags() []string {
+	return []string{"-Dzookeeper.client.secure=true", "-Dzookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty",
+		"-Dzookeeper.ssl.trustStore.location=" + r.pki.CA, "-Dzookeeper.ssl.trustStore.type=PEM",
+		"-Dzookeeper.ssl.keyStore.location=" + r.client.PEM, "-Dzookeeper.ssl.keyStore.type=PEM"}
+}
+
+// crudZkCli runs the Java shell with the commands on its stdin.
+func crudZkCli(t *testing.T, r *tlsRig, addr string, secure bool, root string) {
+	t.Helper()
+	var jvm []string
+	if secure {
+		jvm = r.javaTLSFlags()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := r.ens.Install().JavaCLIWith(ctx, jvm, addr)
+	cmd.Stdin = strings.NewReader(strings.Join([]string{
+		"create " + root + " v1", "get -w " + root, "set " + root + " v2", "create -e " + root + "/eph e",
+		"stat " + root + "/eph", "sync " + root, "get " + root, "delete " + root + "/eph", "delete " + root, "quit"}, "\n") + "\n")
+	start := time.Now()
+	out, _ := cmd.CombinedOutput()
+	s := string(out)
+	t.Logf("zkCli (tls %v) took %v", secure, time.Since(start).Round(time.Millisecond))
+	for _, want := range []string{"Created " + root, "type:NodeDataChanged path:" + root, "Created " + root + "/eph", "ephemeralOwner = 0x", "v2"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("zkCli (tls %v) lacks %q:\n%s", secure, want, s)
+			return
+		}
+	}
+	if strings.Contains(s, "ephemeralOwner = 0x0\n") {
+		t.Errorf("zkCli: the ephemeral has no owner:\n%s", s)
+	}
+}
+
+func crudKazoo(t *testing.T, r *tlsRig, addr string, secure bool, root string) {
+	t.Helper()
+	python := "/usr/bin/python3"
+	if p := os.Getenv("ZKGATE_PYTHON"); p != "" {
+		python = p
+	}
+	if err := exec.Command(python, "-c", "import kazoo").Run(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("kazoo: %v (.ci/run installs python3-kazoo)", err)
+		}
+		t.Skipf("kazoo: %v", err)
+	}
+	args := []string{filepath.Join("..", "..", "testdata", "clients", "kazoo_tls.py"), addr, root}
+	if secure {
+		args = append(args, r.pki.CA, r.client.Crt, r.client.Key)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, python, args...).CombinedOutput()
+	t.Logf("kazoo (tls %v): %s", secure, strings.ReplaceAll(strings.TrimSpace(string(out)), "\n", " | "))
+	if err != nil || !strings.HasSuffix(strings.TrimSpace(string(out)), "OK") {
+		t.Errorf("kazoo (tls %v): %v\n%s", secure, err, out)
+	}
+	// Its closeSession's reply reaches it before zkgate closes the connection (the
+	// goroutine driver, which TLS sessions use, once dropped it).
+	if strings.Contains(string(out), "Connection dropped") {
+		t.Errorf("kazoo (tls %v) saw its connection dropped:\n%s", secure, out)
+	}
+}
+
+// All four combinations of TLS towards clients and towards members, each with zkCli,
+// kazoo and go-zookeeper doing CRUD, a watch and an ephemeral. Two zkgates, each with a
+// plain and a TLS listener: one reaches the members on their plain ports, the other on
+// their secure ports with mutual TLS.
+func TestTLSCombinations(t *testing.T) {
+	rig := newTLSRig(t)
+	for _, toMembers := range []bool{false, true} {
+		r := serveForTest(t, rig.ens, rig.withTLS(toMembers))
+		for _, secure := range []bool{false, true} {
+			name := fmt.Sprintf("client tls %v, member tls %v", secure, toMembers)
+			t.Run(name, func(t *testing.T) {
+				addr := r.Clients["ops"]
+				var cfg *tls.Config
+				if secure {
+					addr, cfg = r.TLSClients["ops"], rig.clientTLS(rig.client)
+				}
+				root := fmt.Sprintf("/tls-%v-%v-%d", secure, toMembers, time.Now().UnixNano())
+				c, _ := goZK(t, addr, cfg)
+				crudGoZK(t, c, root+"-gozk")
+				crudKazoo(t, rig, addr, secure, root+"-kazoo")
+				crudZkCli(t, rig, addr, secure, root+"-zkcli")
+				if secure {
+					// Four-letter words work over TLS, as on ZooKeeper's secure port.
+					conn, err := tls.Dial("tcp", addr, rig.clientTLS(rig.client))
+					if err != nil {
+						t.Fatal(err)
+					}
+					conn.Write([]byte("ruok"))
+					b := make([]byte, 4)
+					n, _ := conn.Read(b)
+					conn.Close()
+					if string(b[:n]) != "imok" {
+						t.Errorf("ruok over TLS: %q", b[:n])
+					}
+				}
+			})
+		}
+	}
+}
+
+// captureLogs sends zkgate's logs to a buffer for the rest of the test.
+func captureLogs(t *testing.T) *zktest.Buffer {
+	buf := &zktest.Buffer{}
+	old := logOutput
+	logOutput = buf
+	t.Cleanup(func() { logOutput = old })
+	return buf
+}
+
+// Refusals on a mutual-TLS listener are logged with what to check, and a certificate
+// rotated on disk serves new connections while a live session carries on.
+func TestTLSRefusalsAndRotation(t *testing.T) {
+	rig := newTLSRig(t)
+	logs := captureLogs(t)
+	r := serveForTest(t, rig.ens, rig.withTLS(false))
+	addr := r.TLSClients["ops"]
+	live, events := goZK(t, addr, rig.clientTLS(rig.client))
+
+	for _, c := range []struct {
+		name, log string
+		cert      zktest.Cert
+		plain     bool
+	}{
+		{"no client certificate", "mutual TLS: the client presented no certificate", zktest.Cert{}, false},
+		{"a certificate from another CA", "signed by a CA that is not trusted here", rig.pki.Issue(t, "rogue", false, true), false},
+		{"an expired certificate", "a certificate has expired", rig.pki.Issue(t, "old", true, false), false},
+		{"a plain client on the TLS port", "a plain (non-TLS) client on a TLS port", zktest.Cert{}, true},
+	} {
+		var err error
+		if c.plain {
+			err = plainConnect(addr)
+		} else {
+			err = tlsConnect(addr, rig.clientTLS(c.cert))
+		}
+		if err == nil {
+			t.Errorf("%s: got a session", c.name)
+		}
+		zktest.WaitFor(t, 10*time.Second, c.name+" logged", func() bool {
+			return strings.Contains(logs.String(), c.log)
+		})
+	}
+
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "refused client") {
+			t.Logf("%s", line)
+		}
+	}
+
+	// Rotation: new files at the same paths.
+	before := serverSerial(t, addr, rig.clientTLS(rig.client))
+	rotated := rig.pki.Issue(t, "zkgate-rotated", false, false)
+	for from, to := range map[string]string{rotated.Crt: rig.server.Crt, rotated.Key: rig.server.Key} {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(to, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	zktest.WaitFor(t, 15*time.Second, "new connections served with the rotated certificate", func() bool {
+		return serverSerial(t, addr, rig.clientTLS(rig.client)) == rotated.Serial.Text(16)
+	})
+	if before == rotated.Serial.Text(16) {
+		t.Fatal("the serial did not change")
+	}
+	if _, _, err := live.Get("/"); err != nil {
+		t.Fatalf("the live session after the rotation: %v", err)
+	}
+	for len(events) > 0 {
+		if ev := <-events; ev.State == zk.StateDisconnected || ev.State == zk.StateExpired {
+			t.Fatalf("the live session saw %v", ev.State)
+		}
+	}
+	if !strings.Contains(logs.String(), "TLS files reloaded") {
+		t.Error("no log line for the reload")
+	}
+}
+
+// tlsConnect opens a TLS connection with cfg and asks for a session.
+func tlsConnect(addr string, cfg *tls.Config) error {
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
+	if err != nil {
+		return err
+	}
+	return askSession(c)
+}
+
+func plainConnect(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	return askSession(c)
+}
+
+// askSession sends a ConnectRequest and waits for the ConnectResponse's length.
+func askSession(c net.Conn) error {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	req := jute.ConnectRequest{TimeOut: 6000, Passwd: make([]byte, 16)}
+	if _, err := c.Write(jute.AppendFrame(nil, &req)); err != nil {
+		return err
+	}
+	var b [4]byte
+	_, err := io.ReadFull(c, b[:])
+	return err
+}
+
+func serverSerial(t *testing.T, addr string, cfg *tls.Config) string {
+	c, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0].SerialNumber.Text(16)
+}
