@@ -24,11 +24,11 @@ type gsession struct {
 	cq   outbox // to the client
 	mq   outbox // to the member; conn nil while the session moves
 	// closed: the session ended; readers and writers stop.
-	closed  bool
+	closed bool
 	// flushing: the session ended cleanly (the member closed after closeSession) with
 	// replies still queued for the client; its writer sends them, then closes it.
 	flushing bool
-	loseWhy string // why zkgate closed the member connection (lose)
+	loseWhy  string // why zkgate closed the member connection (lose)
 }
 
 // outbox is one socket's queue of bytes to write and its writer's state.

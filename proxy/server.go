@@ -137,7 +137,7 @@ type Server struct {
 	coalesced, coalescedFor atomic.Int64
 	// session moves done and refused (Totals)
 	moves, movesClosed atomic.Int64
-	readOnlyService    atomic.Bool      // ServesReadOnly as of the last view, for its log lines
+	readOnlyService    atomic.Bool // ServesReadOnly as of the last view, for its log lines
 	hotAt              time.Time   // the last sampleHot; maintain's
 
 	mu        sync.Mutex // guards below

@@ -33,7 +33,7 @@ type PKI struct {
 // Cert is one issued certificate's files.
 type Cert struct {
 	Crt, Key, PEM string
-	Serial       *big.Int
+	Serial        *big.Int
 }
 
 // NewPKI makes a CA, and a second CA for certificates nobody trusts.
