@@ -12,6 +12,7 @@ import (
 	"github.com/zkgate/zkgate/breaker"
 	"github.com/zkgate/zkgate/health"
 	"github.com/zkgate/zkgate/hotspot"
+	"github.com/zkgate/zkgate/jute"
 	"github.com/zkgate/zkgate/proxy"
 )
 
@@ -59,6 +60,19 @@ type BreakerStatus struct {
 	Requests uint                 `json:"window_requests"`
 	Failures uint                 `json:"window_failures"`
 	History  []breaker.Transition `json:"history"`
+	Settings BreakerSettings      `json:"settings"`
+}
+
+// BreakerSettings are the breaker's settings in use (a reload changes them).
+type BreakerSettings struct {
+	FailureRatio      float64 `json:"failure_ratio"`
+	MinRequests       uint    `json:"min_requests"`
+	Window            string  `json:"window"`
+	SlowCall          string  `json:"slow_call"`
+	OpenFor           string  `json:"open_for"`
+	HalfOpenProbes    uint    `json:"half_open_probes"`
+	HalfOpenAdmission float64 `json:"half_open_admission"`
+	RejectCode        string  `json:"reject_code"`
 }
 
 // MemberStatus is one member.
@@ -152,7 +166,7 @@ func ensembleStatus(e Ensemble) EnsembleStatus {
 		SessionMoves: t.Moves, SessionMovesClosed: t.MovesClosed,
 		LimitedRequests: t.Limited, LimitedClients: e.Server.LimitedClients(),
 		Breaker: BreakerStatus{State: brk.State().String(), Enabled: brk.Config().Enabled, Summary: brk.Summary(),
-			Requests: req, Failures: fail, History: brk.History()},
+			Requests: req, Failures: fail, History: brk.History(), Settings: breakerSettings(brk.Config())},
 		ReadOnlyService: e.Server.ServesReadOnly(),
 	}
 	if rep, ok := e.Server.Hotspots(); ok {
@@ -257,4 +271,10 @@ func (a *Server) postReload(w http.ResponseWriter, _ *http.Request) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(st)
+}
+
+func breakerSettings(c breaker.Config) BreakerSettings {
+	return BreakerSettings{FailureRatio: c.FailureRatio, MinRequests: c.MinRequests, Window: c.Window.String(),
+		SlowCall: c.SlowCall.String(), OpenFor: c.OpenFor.String(), HalfOpenProbes: c.HalfOpenProbes,
+		HalfOpenAdmission: c.HalfOpenAdmission, RejectCode: jute.ErrCode(c.RejectCode).String()}
 }
