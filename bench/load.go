@@ -5,6 +5,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -58,8 +59,9 @@ type Load struct {
 	Duration    time.Duration
 	Mix         Mix
 	ValueSize   int
-	Root        string // a znode this run may fill
-	GoZK        bool   // drive go-zookeeper instead of raw jute (a second opinion)
+	Root        string      // a znode this run may fill
+	GoZK        bool        // drive go-zookeeper instead of raw jute (a second opinion)
+	TLS         *tls.Config // sessions speak TLS (a TLS target)
 }
 
 // Result is what a run measured on the client side.
@@ -128,7 +130,7 @@ func (l Load) Run(ctx context.Context) (Result, error) {
 		go func() {
 			defer wg.Done()
 			addr := l.Addrs[s%len(l.Addrs)]
-			if l.GoZK {
+			if l.GoZK && l.TLS == nil { // TLS targets take the raw driver
 				results[s], errs[s] = l.goSession(ctx, addr, s)
 			} else {
 				results[s], errs[s] = l.rawSession(ctx, addr, s)
@@ -151,10 +153,13 @@ func (l Load) Run(ctx context.Context) (Result, error) {
 }
 
 // handshake opens a raw session.
-func handshake(addr string, timeout time.Duration) (net.Conn, *jute.FrameReader, error) {
+func handshake(addr string, timeout time.Duration, cfg *tls.Config) (net.Conn, *jute.FrameReader, error) {
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return nil, nil, err
+	}
+	if cfg != nil {
+		c = tls.Client(c, cfg)
 	}
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Write(jute.AppendFrame(nil, &jute.ConnectRequest{TimeOut: int32(timeout.Milliseconds()), Passwd: make([]byte, 16)})); err != nil {
@@ -184,7 +189,7 @@ type pending struct {
 // rawSession is one pipelined session in raw jute: a writer keeps Concurrency requests in
 // flight; the reader matches replies in order and frees a slot for each.
 func (l Load) rawSession(ctx context.Context, addr string, id int) (Result, error) {
-	c, fr, err := handshake(addr, 30*time.Second)
+	c, fr, err := handshake(addr, 30*time.Second, l.TLS)
 	if err != nil {
 		return Result{}, err
 	}
@@ -357,7 +362,7 @@ func Idle(ctx context.Context, addr string, n int, opened func()) error {
 		}
 	}()
 	for i := range n {
-		c, _, err := handshake(addr, 30*time.Second)
+		c, _, err := handshake(addr, 30*time.Second, nil)
 		if err != nil {
 			return fmt.Errorf("idle session %d of %d: %w", i+1, n, err)
 		}

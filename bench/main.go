@@ -101,16 +101,31 @@ func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targ
 		"zkgate": gate,
 	}
 	var order []string
+	var shared *benchCert
 	for _, t := range strings.Split(targetsFlag, ",") {
 		t = strings.TrimSpace(t)
 		switch {
-		case t == "haproxy":
-			hp, err := startHAProxy(dir, ens.Addrs())
+		case t == "haproxy" || t == "haproxy-tls" || t == "zkgate-tls":
+			var cert *benchCert
+			if t != "haproxy" {
+				if shared == nil { // one certificate for every TLS target
+					if shared, err = newBenchCert(dir); err != nil {
+						return err
+					}
+				}
+				cert = shared
+			}
+			var tg *target
+			if t == "zkgate-tls" {
+				tg, err = startZkgateTLS(dir, ens.Addrs(), cert)
+			} else {
+				tg, err = startHAProxy(dir, ens.Addrs(), cert)
+			}
 			if err != nil {
 				return err
 			}
-			defer hp.stop()
-			targets["haproxy"] = hp
+			defer tg.stop()
+			targets[t] = tg
 		case t == "zkgate-nohot":
 			// zkgate with hot spots off: what they cost (zkgate ÷ zkgate-nohot)
 			g, err := startZkgate(dir, ens.Addrs(), t, "--hotspots=false")
@@ -120,7 +135,7 @@ func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targ
 			defer g.stop()
 			targets[t] = g
 		case targets[t] == nil:
-			return fmt.Errorf("unknown target %q (direct, zkgate, zkgate-nohot, haproxy)", t)
+			return fmt.Errorf("unknown target %q (direct, zkgate, zkgate-nohot, zkgate-tls, haproxy, haproxy-tls)", t)
 		}
 		order = append(order, t)
 	}
@@ -137,7 +152,7 @@ func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targ
 	var paired, hot strings.Builder
 	fmt.Fprintln(&hot, "| scenario | zkgate CPU per op ÷ zkgate's with hot spots off |")
 	fmt.Fprintln(&hot, "|---|---:|")
-	fmt.Fprintln(&paired, "| scenario | target | added p50 | added p99 | CPU per op ÷ HAProxy's |")
+	fmt.Fprintln(&paired, "| scenario | target | added p50 | added p99 | CPU per op ÷ HAProxy's (TLS: ÷ HAProxy's with TLS) |")
 	fmt.Fprintln(&paired, "|---|---|---:|---:|---:|")
 	for i, sc := range scenarios {
 		runs := map[string][]measure{}
@@ -145,7 +160,7 @@ func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targ
 			for _, name := range order {
 				t := targets[name]
 				load := Load{Addrs: t.addrs, Sessions: sc.sessions, Concurrency: sc.concurrency, Duration: duration,
-					Mix: mix, ValueSize: valueSize, Root: fmt.Sprintf("/bench-%d-%s-%d", i, name, r), GoZK: gozk}
+					Mix: mix, ValueSize: valueSize, Root: fmt.Sprintf("/bench-%d-%s-%d", i, name, r), GoZK: gozk, TLS: t.tls}
 				if err := load.Prepare(ens.Addrs()[0]); err != nil {
 					return err
 				}
@@ -190,7 +205,11 @@ func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targ
 					})))
 				}
 				ratio := "–"
-				if hp := runs["haproxy"]; name != "haproxy" && len(hp) == len(ms) {
+				ref := "haproxy"
+				if strings.HasSuffix(name, "-tls") {
+					ref = "haproxy-tls" // TLS against TLS
+				}
+				if hp := runs[ref]; name != ref && !strings.HasPrefix(name, "haproxy") && len(hp) == len(ms) {
 					ratio = fmt.Sprintf("%.2f×", pairedMedian(ms, hp, func(a, b measure) float64 { return a.cpuPerOp / b.cpuPerOp }))
 				}
 				fmt.Fprintf(&paired, "| %s (%dx%d) | %s | %s | %s | %s |\n", sc.name, sc.sessions, sc.concurrency, name, added(50), added(99), ratio)

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +31,7 @@ type target struct {
 	name  string
 	addrs []string
 	cmd   *exec.Cmd
+	tls   *tls.Config // the sessions speak TLS to it
 }
 
 func (t *target) measure(ctx context.Context, l Load) (measure, error) {
@@ -114,8 +116,24 @@ func startZkgate(dir string, members []string, name string, extra ...string) (*t
 	}
 }
 
-// startHAProxy runs Debian's haproxy in TCP mode, leastconn over the same members.
-func startHAProxy(dir string, members []string) (*target, error) {
+// startZkgateTLS is zkgate with a TLS listener (its sessions on the goroutine driver),
+// the load on that listener.
+func startZkgateTLS(dir string, members []string, cert *benchCert) (*target, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	t, err := startZkgate(dir, members, "zkgate-tls", "--tls-listen", addr, "--tls-cert", cert.cert, "--tls-key", cert.key)
+	if err != nil {
+		return nil, err
+	}
+	t.addrs, t.tls = []string{addr}, cert.client
+	return t, nil
+}
+
+// startHAProxy runs Debian's haproxy in TCP mode, leastconn over the same members; with
+// cert, it terminates TLS from the clients (bind ... ssl crt) and talks plain to members.
+func startHAProxy(dir string, members []string, cert *benchCert) (*target, error) {
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench: haproxy missing; installing it (apt-get install haproxy)")
@@ -137,11 +155,15 @@ func startHAProxy(dir string, members []string) (*target, error) {
 	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
 	maxconn := max(1000, (int(lim.Cur)-200)/2) // two descriptors per proxied connection
 	fmt.Fprintf(&cfg, "global\n  maxconn %d\n  nbthread %d\n\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 60s\n  timeout server 60s\n\n", maxconn, runtime.NumCPU())
-	fmt.Fprintf(&cfg, "listen zookeeper\n  bind %s\n  balance leastconn\n", addr)
+	name, bind, clientTLS := "haproxy", addr, (*tls.Config)(nil)
+	if cert != nil {
+		name, bind, clientTLS = "haproxy-tls", addr+" ssl crt "+cert.both, cert.client
+	}
+	fmt.Fprintf(&cfg, "listen zookeeper\n  bind %s\n  balance leastconn\n", bind)
 	for i, m := range members {
 		fmt.Fprintf(&cfg, "  server zk%d %s\n", i+1, m)
 	}
-	path := filepath.Join(dir, "haproxy.cfg")
+	path := filepath.Join(dir, name+".cfg")
 	if err := os.WriteFile(path, []byte(cfg.String()), 0o644); err != nil {
 		return nil, err
 	}
@@ -151,10 +173,10 @@ func startHAProxy(dir string, members []string) (*target, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	t := &target{name: "haproxy", addrs: []string{addr}, cmd: cmd}
+	t := &target{name: name, addrs: []string{addr}, cmd: cmd, tls: clientTLS}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if c, _, err := handshake(addr, 10*time.Second); err == nil {
+		if c, _, err := handshake(addr, 10*time.Second, clientTLS); err == nil {
 			c.Close()
 			return t, nil
 		}

@@ -55,7 +55,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	f := ens.Followers()
 	m := []string{f[0].ClientAddr, leader.ClientAddr, f[1].ClientAddr}
-	ports, err := zktest.FreePorts(3)
+	ports, err := zktest.FreePorts(4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,8 +159,10 @@ func TestReloadUnderLoad(t *testing.T) {
 		}
 	}
 
-	// The reload: member 1 out, member 3 in, failure_ratio 0.6, a second ensemble.
-	write(reloadConfig(adminAddr, mainAddr, []string{m[1], m[2]}, 0.6, secondAddr, m))
+	// The reload: member 1 out, member 3 in, failure_ratio 0.6, a second ensemble; and
+	// main's listen address, which needs a restart: kept, and said so.
+	movedListen := fmt.Sprintf("127.0.0.1:%d", ports[3])
+	write(reloadConfig(adminAddr, movedListen, []string{m[1], m[2]}, 0.6, secondAddr, m))
 	start := time.Now()
 	cmd.Process.Signal(syscall.SIGHUP)
 	var st admin.Status
@@ -177,8 +179,11 @@ func TestReloadUnderLoad(t *testing.T) {
 	if strings.Join(addrs, ",") != m[1]+","+m[2] || main.Breaker.Settings.FailureRatio != 0.6 || st.Ensembles[1].Name != "second" {
 		t.Fatalf("status after the reload: members %v, failure_ratio %v, ensembles %v", addrs, main.Breaker.Settings.FailureRatio, st.Ensembles)
 	}
-	if lr := st.Config.LastReload; lr == nil || lr.Result != "ok" {
+	if lr := st.Config.LastReload; lr == nil || lr.Result != "ok" || len(lr.NeedsRestart) != 1 || !strings.Contains(lr.NeedsRestart[0], "listen") {
 		t.Fatalf("last reload: %+v", lr)
+	}
+	if main.Listen != mainAddr || !strings.Contains(logs.String(), `"needs_restart":["ensembles[main].listen`) {
+		t.Errorf("the listen address: %s; the log does not say it needs a restart", main.Listen)
 	}
 	zktest.WaitFor(t, 20*time.Second, "no session left on the removed member", func() bool {
 		return !strings.Contains(fourLetter(t, mainAddr, "cons"), "member="+m[0])
