@@ -152,35 +152,6 @@ func (l Load) Run(ctx context.Context) (Result, error) {
 	return out, nil
 }
 
-// handshake opens a raw session.
-func handshake(addr string, timeout time.Duration, cfg *tls.Config) (net.Conn, *jute.FrameReader, error) {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return nil, nil, err
-	}
-	if cfg != nil {
-		c = tls.Client(c, cfg)
-	}
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := c.Write(jute.AppendFrame(nil, &jute.ConnectRequest{TimeOut: int32(timeout.Milliseconds()), Passwd: make([]byte, 16)})); err != nil {
-		c.Close()
-		return nil, nil, err
-	}
-	fr := jute.NewFrameReaderSize(c, 0, 16<<10)
-	frame, err := fr.Next()
-	if err != nil {
-		c.Close()
-		return nil, nil, fmt.Errorf("handshake with %s: %w", addr, err)
-	}
-	var resp jute.ConnectResponse
-	if err := jute.Decode(frame[4:], &resp); err != nil || resp.SessionID == 0 {
-		c.Close()
-		return nil, nil, fmt.Errorf("handshake with %s: %+v %v", addr, resp, err)
-	}
-	c.SetDeadline(time.Time{})
-	return c, fr, nil
-}
-
 type pending struct {
 	start time.Time
 	op    jute.OpCode

@@ -81,3 +81,11 @@ func (r *RejectCode) UnmarshalYAML(n *yaml.Node) error {
 	}
 	return nil
 }
+
+// Hotspots finds the heaviest clients, sessions and path prefixes (proxy.Hotspots).
+type Hotspots struct {
+	Enabled   bool          `yaml:"enabled"`
+	PathDepth int           `yaml:"path_depth"` // path components kept: /a/b/c at 2 is /a/b
+	Capacity  int           `yaml:"capacity"`   // keys each sketch keeps (fixed memory)
+	Window    time.Duration `yaml:"window"`     // rates are over the last complete window
+}
