@@ -94,7 +94,7 @@ func TestSettingsParsing(t *testing.T) {
 		"tls: client didn't provide a certificate":                 "presented no certificate",
 		"x509: certificate signed by unknown authority":            "not trusted here",
 		"x509: certificate has expired or is not yet valid: today": "expired",
-		"something else":                                           "TLS handshake failed",
+		"something else": "TLS handshake failed",
 	} {
 		if got := Explain(errors.New(msg)); !strings.Contains(got, want) {
 			t.Errorf("Explain(%q) = %q, want %q in it", msg, got, want)
