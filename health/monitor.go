@@ -186,7 +186,10 @@ func (m *Monitor) record(i int, srvr Srvr, err error, rtt time.Duration) {
 	prev := m.states[i]
 	t := Next(m.trackers[i], Classify(srvr, err), now, m.cfg.Rise, m.cfg.Fall)
 	m.trackers[i] = t
-	s := MemberState{Address: m.addrs[i], Status: t.Status, Since: t.Since, Latency: rtt, Refused: prev.Refused}
+	s := MemberState{Address: m.addrs[i], Status: t.Status, Since: t.Since, Latency: rtt, Refused: prev.Refused, LastMode: prev.LastMode}
+	if err == nil && srvr.Mode != "" {
+		s.LastMode = srvr.Mode
+	}
 	if err == nil {
 		s.Mode, s.Zxid, s.AvgLatency = srvr.Mode, srvr.Zxid, srvr.LatencyAvg
 		s.Connections, s.Outstanding, s.Version = srvr.Connections, srvr.Outstanding, srvr.Version

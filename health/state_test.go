@@ -64,8 +64,9 @@ func TestNextRiseFall(t *testing.T) {
 
 func TestSummarize(t *testing.T) {
 	m := func(addr, mode string, st Status) MemberState {
-		return MemberState{Address: addr, Mode: mode, Status: st}
+		return MemberState{Address: addr, Mode: mode, Status: st, LastMode: mode}
 	}
+	was := func(addr, last string, st Status) MemberState { return MemberState{Address: addr, Status: st, LastMode: last} }
 	S, D, N := StatusServing, StatusDown, StatusNotServing
 	for _, c := range []struct {
 		name   string
@@ -80,6 +81,11 @@ func TestSummarize(t *testing.T) {
 		{"observer does not vote", []MemberState{m("a", "leader", S), m("b", "", D), m("c", "", D), m("o", "observer", S)}, "a", false},
 		{"observer up, voters fine", []MemberState{m("a", "leader", S), m("b", "follower", S), m("c", "", D), m("o", "observer", S)}, "a", true},
 		{"standalone", []MemberState{m("a", "standalone", S)}, "a", true},
+		{"observers only, the leader elsewhere", []MemberState{m("o1", "observer", S), m("o2", "observer", S)}, "", true},
+		{"followers only, all up", []MemberState{m("b", "follower", S), m("c", "follower", S)}, "", true},
+		{"observers only, one down", []MemberState{m("o1", "observer", S), was("o2", "observer", D)}, "", true},
+		{"part of the ensemble, one never seen", []MemberState{m("o1", "observer", S), m("o2", "", D)}, "", false},
+		{"the leader down, followers not yet looking", []MemberState{was("a", "leader", D), m("b", "follower", S), m("c", "follower", S)}, "", false},
 	} {
 		v := Summarize(c.ms, time.Time{})
 		if v.Leader != c.leader || v.Quorum != c.quorum {

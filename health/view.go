@@ -6,7 +6,8 @@ import "time"
 type MemberState struct {
 	Address     string        `json:"address"`
 	Status      Status        `json:"-"`
-	Mode        string        `json:"mode"` // from srvr; "" when down
+	Mode        string        `json:"mode"`                // from srvr; "" when down
+	LastMode    string        `json:"last_mode,omitempty"` // the last mode it reported, kept while it is down
 	Serving     bool          `json:"serving"`
 	Zxid        int64         `json:"zxid"`
 	Latency     time.Duration `json:"-"`              // the last probe's round trip
@@ -54,7 +55,17 @@ func (v *View) Member(addr string) (MemberState, bool) {
 func Summarize(members []MemberState, at time.Time) View {
 	v := View{Members: members, At: at}
 	voters, serving := 0, 0
+	synced, maybeLeaderLost := false, false
 	for _, m := range members {
+		if m.Status == StatusServing && (m.Mode == "follower" || m.Mode == "observer") {
+			synced = true
+		}
+		if m.Status != StatusServing && m.Status != StatusReadOnly {
+			switch m.LastMode {
+			case "", "leader", "standalone": // never seen, or seen leading
+				maybeLeaderLost = true
+			}
+		}
 		if m.Mode == "observer" {
 			continue
 		}
@@ -67,5 +78,12 @@ func Summarize(members []MemberState, at time.Time) View {
 		}
 	}
 	v.Quorum = v.Leader != "" && serving*2 > voters
+	if v.Leader == "" && synced && !maybeLeaderLost {
+		// zkgate fronts part of the ensemble (its observers, say) and the leader is not
+		// among its members: a follower or an observer serves only while synced with a
+		// leader that has a quorum. A member down that was never seen, or was last seen
+		// leading, may be the lost leader: then no quorum is assumed, as before.
+		v.Quorum = true
+	}
 	return v
 }

@@ -70,3 +70,36 @@ func TestPreferObserversPlacement(t *testing.T) {
 		}
 	}
 }
+
+// zkgate in front of the observers alone (the leader and followers elsewhere): health
+// infers the quorum from observers that serve, sessions are placed, and losing one
+// observer leaves the other serving. Without the inference zkgate saw no leader among
+// its members and refused every client.
+func TestObserversOnly(t *testing.T) {
+	ens := zktest.Start(t, zktest.Config{Members: 3, Observers: 2})
+	var observers []*zktest.Member
+	var addrs []string
+	for _, m := range ens.Members() {
+		if m.Observer {
+			observers, addrs = append(observers, m), append(addrs, m.ClientAddr)
+		}
+	}
+	g := startGate(t, ens, proxy.Config{Policy: proxy.PreferObservers}, withMemberOrder(addrs))
+	zktest.WaitFor(t, 30*time.Second, "zkgate ready in front of the observers", g.srv.CanServe)
+	c, _ := connect(t, g.addr)
+	if _, _, err := c.Get("/"); err != nil {
+		t.Fatal(err)
+	}
+	observers[0].Kill()
+	zktest.WaitFor(t, 30*time.Second, "the session on the other observer", func() bool {
+		ss := g.srv.Sessions()
+		return len(ss) == 1 && ss[0].Member == addrs[1]
+	})
+	if !g.srv.CanServe() {
+		t.Fatal("one observer lost: zkgate stopped serving")
+	}
+	connect(t, g.addr)
+	if _, _, err := c.Get("/"); err != nil {
+		t.Fatalf("after losing one observer: %v", err)
+	}
+}

@@ -51,12 +51,14 @@ func verdict(v *health.View) (bool, string) {
 		}
 	}
 	switch {
-	case v.Leader == "":
+	case !v.Quorum && v.Leader == "":
 		return false, fmt.Sprintf("no leader (%d of %d members serving)", serving, len(v.Members))
 	case !v.Quorum:
 		return false, fmt.Sprintf("no quorum (%d of %d voters serving)", serving, voters)
 	case serving == 0:
 		return false, "no member serving"
+	case v.Leader == "":
+		return true, fmt.Sprintf("quorum (the leader is not among the %d members configured; %d serving, synced with it)", len(v.Members), serving)
 	}
 	return true, fmt.Sprintf("quorum with leader %s, %d of %d members serving", v.Leader, serving, len(v.Members))
 }
