@@ -46,7 +46,7 @@ func TestErrors(t *testing.T) {
 		{"no members", "ensembles:\n  - name: a\n    listen: 127.0.0.1:2181\n", "zk.yaml:2: ensembles[0].members: required"},
 		{"no ensembles", "admin: {}\n", "zk.yaml: ensembles: no ensemble"},
 		{"bad member", base + "  - name: b\n    listen: 127.0.0.1:2182\n    members: [nope]\n", "zk.yaml:7: ensembles[1].members[0]: \"nope\": want host:port"},
-		{"bad ratio", base + "    breaker:\n      failure_ratio: 2\n", "zk.yaml:5: ensembles[0].breaker: failure_ratio 2"},
+		{"bad ratio", base + "    breaker:\n      failure_ratio: 2\n", "zk.yaml:6: ensembles[0].breaker.failure_ratio: failure_ratio 2"},
 		{"bad reject code", base + "    breaker:\n      reject_code: nope\n", "zk.yaml:6:"},
 		{"same listener twice", base + "  - name: b\n    listen: 127.0.0.1:2181\n    members: [127.0.0.1:1]\n", "zk.yaml:6: ensembles[1].listen: 127.0.0.1:2181 is also a listener of ensembles[0]"},
 		{"bad routing", base + "    routing: random\n", `zk.yaml:5: ensembles[0].routing: "random"`},

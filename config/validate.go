@@ -97,12 +97,12 @@ func (f *File) Validate() error {
 		}
 		if e.Breaker.Enabled {
 			if err := e.Breaker.Config().Validate(); err != nil {
-				return bad("breaker", "%v", err)
+				return bad(subKey("breaker", err), "%v", err)
 			}
 		}
 		if e.Ejection.Enabled {
 			if err := e.Ejection.Config().Validate(); err != nil {
-				return bad("ejection", "%v", err)
+				return bad(subKey("ejection", err), "%v", err)
 			}
 		}
 	}
@@ -155,6 +155,16 @@ func yamlError(path string, err error) error {
 }
 
 // lineOf finds the line of a key like "ensembles[2].breaker.window" in the ensemble nodes.
+// subKey is section.key when err starts with a key's name ("failure_ratio 2: want ..."),
+// as the breaker's and ejector's checks do, so that the error's line is the key's.
+func subKey(section string, err error) string {
+	word, _, _ := strings.Cut(err.Error(), " ")
+	if word == "" || strings.Trim(word, "abcdefghijklmnopqrstuvwxyz_") != "" {
+		return section
+	}
+	return section + "." + word
+}
+
 func lineOf(ensembles []yaml.Node, key string) int {
 	rest, ok := strings.CutPrefix(key, "ensembles[")
 	if !ok {

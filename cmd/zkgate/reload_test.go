@@ -241,7 +241,7 @@ func TestReloadUnderLoad(t *testing.T) {
 			line = l
 		}
 	}
-	if !strings.Contains(line, file+":12: ensembles[0].breaker") || !strings.Contains(line, "failure_ratio 2") {
+	if !strings.Contains(line, file+":13: ensembles[0].breaker.failure_ratio: failure_ratio 2") {
 		t.Errorf("the refusal does not name the file, line and key: %s", line)
 	}
 	st = status()
