@@ -66,7 +66,9 @@ func TestSummarize(t *testing.T) {
 	m := func(addr, mode string, st Status) MemberState {
 		return MemberState{Address: addr, Mode: mode, Status: st, LastMode: mode}
 	}
-	was := func(addr, last string, st Status) MemberState { return MemberState{Address: addr, Status: st, LastMode: last} }
+	was := func(addr, last string, st Status) MemberState {
+		return MemberState{Address: addr, Status: st, LastMode: last}
+	}
 	S, D, N := StatusServing, StatusDown, StatusNotServing
 	for _, c := range []struct {
 		name   string

@@ -38,7 +38,9 @@ type conn struct {
 type driver interface {
 	abort(c *conn, reason string) // end the session for zkgate's reason
 	lose(c *conn, why string)     // the member is lost: close its connection and move the session
-	answerOpen(c *conn)           // the breaker opened: answer what the session is owed
+	// drain moves the session once the member has answered what is in flight (or at until)
+	drainOff(c *conn, why string, until time.Time)
+	answerOpen(c *conn) // the breaker opened: answer what the session is owed
 }
 
 // ending says how a session ended: which side, with what error, or zkgate's reason.
@@ -74,6 +76,19 @@ func (c *conn) abort(reason string) {
 	}
 	c.amu.Unlock()
 	d.abort(c, reason)
+}
+
+// drain moves the session off its member once the member has answered the requests in
+// flight (Server.DrainOff).
+func (c *conn) drain(why string, until time.Time) {
+	c.amu.Lock()
+	d := c.drv
+	c.amu.Unlock()
+	if d == nil {
+		c.abort(why) // still in the handshake: the client reconnects through zkgate
+		return
+	}
+	d.drainOff(c, why, until)
 }
 
 // lose moves the session off its member (ejected, down, not serving).

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -295,5 +297,96 @@ func requireTool(t *testing.T, probe *exec.Cmd) {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
+	}
+}
+
+// DrainOff moves sessions off a member that still serves without closing any, writes in
+// flight included: new requests wait until the member has answered those in flight. On
+// both drivers.
+func TestDrainOffKeepsWrites(t *testing.T) {
+	ens := zktest.Require(t, shared)
+	for _, driver := range []string{proxy.DriverEpoll, proxy.DriverGoroutines} {
+		t.Run(driver, func(t *testing.T) {
+			g := startGate(t, ens, proxy.Config{Policy: proxy.Any, Driver: driver})
+			first := ens.Addrs()[0]
+			type client struct {
+				c            *zk.Conn
+				failed, done atomic.Int64
+			}
+			var clients []*client
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			for i := range 6 {
+				c, ev := connect(t, g.addr)
+				cl := &client{c: c}
+				clients = append(clients, cl)
+				path := fmt.Sprintf("/drain-%s-%d-%d", driver, time.Now().UnixNano(), i)
+				if _, err := c.Create(path, nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+					t.Fatal(err)
+				}
+				wg.Add(2)
+				go func() {
+					defer wg.Done()
+					for {
+						select {
+						case e := <-ev:
+							if e.State == zk.StateDisconnected {
+								cl.failed.Add(1000)
+							}
+						case <-stop:
+							return
+						}
+					}
+				}()
+				go func() {
+					defer wg.Done()
+					for n := 0; ; n++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						if _, err := c.Set(path, []byte(fmt.Sprint(n)), -1); err != nil {
+							cl.failed.Add(1)
+						}
+						cl.done.Add(1)
+					}
+				}()
+			}
+			for _, s := range g.srv.Sessions() {
+				if s.Member != first {
+					t.Fatalf("policy any put a session on %s", s.Member)
+				}
+			}
+			if n := g.srv.DrainOff(first, "test: member removed", 5*time.Second); n != 6 {
+				t.Fatalf("DrainOff found %d sessions", n)
+			}
+			zktest.WaitFor(t, 20*time.Second, "every session off the drained member", func() bool {
+				for _, s := range g.srv.Sessions() {
+					if s.Member == first {
+						return false
+					}
+				}
+				return true
+			})
+			var before int64
+			for _, cl := range clients {
+				before += cl.done.Load()
+			}
+			zktest.WaitFor(t, 10*time.Second, "writes after the move", func() bool {
+				var n int64
+				for _, cl := range clients {
+					n += cl.done.Load()
+				}
+				return n > before+60
+			})
+			close(stop)
+			wg.Wait()
+			for i, cl := range clients {
+				if f := cl.failed.Load(); f != 0 {
+					t.Errorf("client %d: %d failed writes or disconnects (x1000) of %d", i, f, cl.done.Load())
+				}
+			}
+		})
 	}
 }

@@ -62,6 +62,29 @@ func (g *gsession) abort(_ *conn, reason string) {
 
 func (g *gsession) lose(_ *conn, why string) { g.loseConn(nil, why) }
 
+func (g *gsession) drainOff(_ *conn, why string, until time.Time) {
+	g.mu.Lock()
+	if !g.closed {
+		g.c.r.drain(until, why)
+	}
+	g.mu.Unlock()
+	g.drainDone()
+	// Past until the session moves whatever the member still owes.
+	time.AfterFunc(time.Until(until), g.drainDone)
+}
+
+// drainDone moves a draining session whose member owes it nothing more (or whose drain
+// is past its time): its member connection is closed, and its reader moves it.
+func (g *gsession) drainDone() {
+	g.mu.Lock()
+	done := !g.closed && g.c.r.drained(time.Now())
+	why := g.c.r.drainWhy
+	g.mu.Unlock()
+	if done {
+		g.loseConn(nil, why)
+	}
+}
+
 // loseConn closes the member connection (nc, or whichever it is when nil) for why; its
 // reader moves the session.
 func (g *gsession) loseConn(nc net.Conn, why string) {
@@ -143,6 +166,7 @@ func (g *gsession) readMember(nc net.Conn) {
 			if !g.feed(&in, buf[:n], true) {
 				return
 			}
+			g.drainDone()
 			g.waitClient()
 			continue
 		}

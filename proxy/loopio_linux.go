@@ -57,6 +57,24 @@ func (l *loop) abort(c *conn, reason string) {
 
 func (l *loop) lose(c *conn, why string) { l.post(func() { l.loseMember(c, why) }) }
 
+func (l *loop) drainOff(c *conn, why string, until time.Time) {
+	l.post(func() {
+		if c.closed {
+			return
+		}
+		c.r.drain(until, why)
+		l.drainDone(c)
+	})
+}
+
+// drainDone moves a draining session whose member owes it nothing more (or whose drain
+// is past its time).
+func (l *loop) drainDone(c *conn) {
+	if !c.closed && c.r.drained(time.Now()) {
+		l.loseMember(c, c.r.drainWhy)
+	}
+}
+
 func (l *loop) answerOpen(c *conn) {
 	l.post(func() {
 		if !c.closed {
@@ -180,7 +198,9 @@ func (l *loop) relay(e *end, data []byte) {
 		l.finish(c, *end)
 		return
 	}
-	if !e.member && c.r.moving() {
+	if e.member {
+		l.drainDone(c)
+	} else if c.r.holding() {
 		l.flow(c) // held bytes count against the client
 	}
 }
@@ -292,6 +312,10 @@ func (l *loop) sweep(now time.Time) {
 		if end := c.r.overdue(&l.o, now); end != nil {
 			l.flush(c)
 			l.finish(c, *end)
+			continue
+		}
+		l.drainDone(c)
+		if c.closed {
 			continue
 		}
 		if c.idle <= 0 {

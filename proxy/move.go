@@ -80,6 +80,7 @@ func (r *relay) lose(o *out, now time.Time, why string) (*moveOrder, *ending) {
 	if r.state == moving {
 		return nil, nil
 	}
+	r.drainUntil, r.drainWhy = time.Time{}, ""
 	if r.bye {
 		return nil, &ending{side: "member", err: errSessionClosed}
 	}
@@ -334,4 +335,22 @@ func (r *relay) resend(o *out, now time.Time) int {
 		}
 	}
 	return n
+}
+
+// drain starts moving the session gracefully off a member that still serves (removed
+// from the configuration): from now on the client's requests are held, and once the
+// member has answered every request in flight the driver moves the session, which then
+// has nothing in flight that a move could not repeat (a write in flight would close the
+// session). Past until, the driver moves it anyway.
+func (r *relay) drain(until time.Time, why string) {
+	if r.state != relaying || !r.drainUntil.IsZero() {
+		return
+	}
+	r.drainUntil, r.drainWhy = until, why
+}
+
+// drained reports a drain the driver should now finish with a move: the member owes
+// nothing more, or the drain's time is up.
+func (r *relay) drained(now time.Time) bool {
+	return !r.drainUntil.IsZero() && (r.sent == 0 && len(r.own) == 0 || !now.Before(r.drainUntil))
 }

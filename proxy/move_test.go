@@ -299,3 +299,54 @@ func TestMoveIsNotSlowCalls(t *testing.T) {
 		t.Fatalf("the breaker counted %d failures for a moved read", failures)
 	}
 }
+
+// A drain holds new requests until the member has answered those in flight; the move
+// then has nothing in flight it could not repeat, and the held requests go to the new
+// member. A write in flight at the drain is answered by the old member, not lost.
+func TestRelayDrain(t *testing.T) {
+	g := newRig(t)
+	g.client(getData(1, "/a", false), reqFrame(2, jute.OpSetData, &jute.SetDataRequest{Path: "/a", Data: []byte("v"), Version: -1}))
+	g.toMember()
+	g.r.drain(g.now.Add(5*time.Second), "test: member removed")
+	if g.r.drained(g.now) {
+		t.Fatal("drained with two requests in flight")
+	}
+	g.client(getData(3, "/b", false), reqFrame(jute.XidPing, jute.OpPing, nil))
+	if hs, _ := g.toMember(); len(hs) != 0 {
+		t.Fatalf("sent during the drain: %v", reqXids(hs))
+	}
+	if got := xids(g.toClient()); !slices.Equal(got, []int32{jute.XidPing}) {
+		t.Fatalf("during the drain the client got %v, want the ping answered", got)
+	}
+	g.member(1, 0, &jute.GetDataResponse{})
+	g.member(2, 0, &jute.SetDataResponse{})
+	if got := xids(g.toClient()); !slices.Equal(got, []int32{1, 2}) {
+		t.Fatalf("the old member's replies: %v", got)
+	}
+	if !g.r.drained(g.now) {
+		t.Fatal("not drained with nothing in flight")
+	}
+	order, end := g.r.lose(&g.o, g.now, g.r.drainWhy)
+	if end != nil || order == nil {
+		t.Fatalf("the move after the drain: %+v %+v", order, end)
+	}
+	if end := g.r.attached(&g.o, "m2", &jute.ConnectResponse{TimeOut: 6000, SessionID: 0x77, Passwd: g.r.sess.passwd}, g.now); end != nil {
+		t.Fatalf("attached: %+v", end)
+	}
+	if hs, _ := g.toMember(); !slices.Equal(reqXids(hs), []int32{3}) {
+		t.Fatalf("to the new member: %v, want the held read", reqXids(hs))
+	}
+
+	// A member that never answers: past its time the drain gives up, and the move finds
+	// the write in flight and closes the session, as a lost member's would.
+	g = newRig(t)
+	g.client(reqFrame(1, jute.OpSetData, &jute.SetDataRequest{Path: "/a", Data: []byte("v"), Version: -1}))
+	g.toMember()
+	g.r.drain(g.now.Add(time.Second), "test")
+	if g.r.drained(g.now) || !g.r.drained(g.now.Add(time.Second)) {
+		t.Fatal("the drain's deadline")
+	}
+	if _, end := g.r.lose(&g.o, g.now, "test"); end == nil || !strings.Contains(end.reason+errString(end.err), "setData") {
+		t.Fatalf("a write in flight past the drain: %+v", end)
+	}
+}

@@ -26,6 +26,10 @@ type relay struct {
 	held   []byte        // whole client frames that came during a move, released after it
 	bye    bool          // closeSession sent, or auth failed: a member that closes now is not lost
 	lim    *sessionLimit // nil when Config.Limits are off
+	// a drain under way (Server.DrainOff): requests are held until the member has
+	// answered those in flight (or drainUntil passes), then the session moves
+	drainUntil time.Time
+	drainWhy   string
 	// the move under way (state moving)
 	lost             string // the member the session moves off
 	lostWhy          string
@@ -57,8 +61,10 @@ func newRelay(s *Server, sess *Session) *relay {
 	return &relay{srv: s, sess: sess, member: sess.member}
 }
 
-// moving reports a move under way; heldBytes is what the client sent meanwhile.
+// moving reports a move under way; heldBytes is what the client sent meanwhile (or
+// during a drain).
 func (r *relay) moving() bool   { return r.state == moving }
+func (r *relay) holding() bool  { return r.state == moving || !r.drainUntil.IsZero() }
 func (r *relay) heldBytes() int { return len(r.held) }
 
 // fromClient relays the whole client frames at the start of data to the member and
@@ -79,7 +85,7 @@ func (r *relay) fromClient(o *out, data []byte, now time.Time) (used int, end *e
 			return used, nil
 		}
 		used += len(frame)
-		if r.state == moving {
+		if r.state == moving || !r.drainUntil.IsZero() {
 			r.hold(o, h, frame)
 			continue
 		}

@@ -174,18 +174,38 @@ func (s *Server) ServesReadOnly() bool {
 // whose client is closed and reconnects through zkgate. It returns how many sessions
 // were on member.
 func (s *Server) MoveOff(member, why string) int {
-	s.mu.Lock()
-	var victims []*conn
-	for cn := range s.conns {
-		if cn.member == member {
-			victims = append(victims, cn)
-		}
-	}
-	s.mu.Unlock()
+	victims := s.on(member)
 	for _, cn := range victims {
 		cn.lose(why)
 	}
 	return len(victims)
+}
+
+// DrainOff moves every session off member, which still serves (a reload removed it),
+// without closing any: each session's new requests are held until the member has
+// answered those in flight, then it moves with nothing in flight that it could not send
+// again. Past within, a session moves whatever is in flight (a write then closes it, as
+// in MoveOff). It returns how many sessions were on member.
+func (s *Server) DrainOff(member, why string, within time.Duration) int {
+	victims := s.on(member)
+	until := time.Now().Add(within)
+	for _, cn := range victims {
+		cn.drain(why, until)
+	}
+	return len(victims)
+}
+
+// on lists the connections whose session is on member.
+func (s *Server) on(member string) []*conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*conn
+	for cn := range s.conns {
+		if cn.member == member {
+			out = append(out, cn)
+		}
+	}
+	return out
 }
 
 // LimitedClients gives the requests over the limits by client IP, for the clients with a

@@ -6,6 +6,7 @@ import (
 	"net"
 	"reflect"
 	"slices"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/zkgate/zkgate/admin"
@@ -15,6 +16,10 @@ import (
 	"github.com/zkgate/zkgate/health"
 	"github.com/zkgate/zkgate/proxy"
 )
+
+// removeDrain bounds how long a member a reload removed may take to answer the requests
+// in flight before its sessions move anyway.
+const removeDrain = 5 * time.Second
 
 // gateway is one ensemble zkgate serves: its health monitor, breaker, ejector, proxy
 // server, listeners and TLS files. A reload applies a new configuration to it in place.
@@ -162,8 +167,8 @@ func (g *gateway) apply(n config.Ensemble) (changed, restart []string) {
 	if membersChanged {
 		for _, m := range o.Members {
 			if !slices.Contains(n.Members, m) {
-				moved := g.srv.MoveOff(m, "member removed from the configuration")
-				g.log.Info().Str("member", m).Int("sessions", moved).Msg("member removed by a reload: moving its sessions off it")
+				moved := g.srv.DrainOff(m, "member removed from the configuration", removeDrain)
+				g.log.Info().Str("member", m).Int("sessions", moved).Msg("member removed by a reload: its sessions move off it once it has answered what they have in flight")
 			}
 		}
 	}
