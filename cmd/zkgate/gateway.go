@@ -164,6 +164,11 @@ func (g *gateway) apply(n config.Ensemble) (changed, restart []string) {
 		g.srv.SetEjector(breaker.NewEjector(n.Members, n.Ejection.Config(), g.log))
 		changed = append(changed, "ejection")
 	}
+	if membersChanged || n.Health != o.Health || n.Ejection != o.Ejection {
+		// The new monitor reports changes only: its first view goes to the breaker and
+		// the new ejector now (a member down at the reload is ejected at once).
+		g.srv.ApplyView(*g.mon.View())
+	}
 	if membersChanged {
 		for _, m := range o.Members {
 			if !slices.Contains(n.Members, m) {

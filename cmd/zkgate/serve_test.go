@@ -207,7 +207,7 @@ func TestServeOperability(t *testing.T) {
 		t.Errorf("status page %d:\n%s", code, page)
 	}
 	code, out := runCLI(t, "status", "--admin", r.Admin)
-	if code != 0 || !strings.Contains(out, "ensemble ops") || !strings.Contains(out, "MEMBER") || !strings.Contains(out, "leader") {
+	if code != 0 || !strings.Contains(out, "ensemble ops") || !strings.Contains(out, "configuration ") || !strings.Contains(out, "MEMBER") || !strings.Contains(out, "leader") {
 		t.Errorf("status: exit %d\n%s", code, out)
 	}
 

@@ -73,6 +73,19 @@ func newStatusCmd() *cobra.Command {
 
 func printStatus(w io.Writer, st admin.Status) {
 	fmt.Fprintf(w, "zkgate %s, up %s\n", st.Version, time.Since(st.StartedAt).Round(time.Second))
+	if c := st.Config; c != nil {
+		fmt.Fprintf(w, "configuration %s, loaded %s", c.Hash, c.LoadedAt.Format(time.RFC3339))
+		if r := c.LastReload; r != nil {
+			fmt.Fprintf(w, "; last reload %s: %s", r.At.Format(time.RFC3339), r.Result)
+			if r.Error != "" {
+				fmt.Fprintf(w, " (%s)", r.Error)
+			}
+			if len(r.NeedsRestart) > 0 {
+				fmt.Fprintf(w, "; needs a restart: %s", strings.Join(r.NeedsRestart, ", "))
+			}
+		}
+		fmt.Fprintln(w)
+	}
 	for _, e := range st.Ensembles {
 		ready := "ready"
 		if !e.Ready {
