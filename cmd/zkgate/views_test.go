@@ -133,10 +133,13 @@ func TestOperatorViews(t *testing.T) {
 	hammer(t, r.Clients["ops"], hot)
 	victim := ens.Followers()[0]
 	victim.Kill()
-	st := waitStatus(t, r.Admin, "the killed member down and the hot path listed", func(body string) bool {
+	waitStatus(t, r.Admin, "the killed member down and the hot path listed", func(body string) bool {
 		return strings.Contains(body, `"status": "down"`) && strings.Contains(body, `"key": "`+hot+`"`)
 	})
-	_ = st
+	// mntr lists them too, key first.
+	zktest.WaitFor(t, 10*time.Second, "the hot path first in mntr", func() bool {
+		return strings.Contains(fourLetter(t, r.Clients["ops"], "mntr"), "zkgate_hot_paths_1\t"+hot+" ")
+	})
 
 	t.Run("top under tmux", func(t *testing.T) {
 		session := fmt.Sprintf("zkgate-top-%d", os.Getpid())
