@@ -98,11 +98,9 @@ func (a *Server) sampleOnce(now time.Time) {
 		v := e.Monitor.View()
 		p := point{At: now, Breaker: e.Server.Breaker().State(), Sessions: map[string]int{}, Quorum: v.Quorum,
 			P50: math.NaN(), P99: math.NaN()}
+		perMember := e.Server.SessionsPerMember()
 		for _, m := range v.Members {
-			p.Sessions[m.Address] = 0 // every member has a line, sessions or not
-		}
-		for _, s := range e.Server.Sessions() {
-			p.Sessions[s.Member]++
+			p.Sessions[m.Address] = perMember[m.Address] // every member has a line, sessions or not
 		}
 		if r.seen {
 			if d := now.Sub(r.prev.at).Seconds(); d > 0 {

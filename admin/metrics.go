@@ -302,10 +302,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.descs["out"], prometheus.CounterValue, float64(t.BytesOut), e.Name)
 		ch <- prometheus.MustNewConstMetric(c.descs["coalesced"], prometheus.CounterValue, float64(t.Coalesced), e.Name)
 		ch <- prometheus.MustNewConstMetric(c.descs["coalescedFor"], prometheus.CounterValue, t.CoalescedFor.Seconds(), e.Name)
-		perMember := map[string]int{}
-		for _, s := range e.Server.Sessions() {
-			perMember[s.Member]++
-		}
+		perMember := e.Server.SessionsPerMember()
 		ejected := e.Server.Ejector().Excluded()
 		v := e.Monitor.View()
 		for _, m := range v.Members {

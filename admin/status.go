@@ -172,10 +172,7 @@ func ensembleStatus(e Ensemble) EnsembleStatus {
 	if rep, ok := e.Server.Hotspots(); ok {
 		es.Hotspots = &rep
 	}
-	perMember := map[string]int{}
-	for _, s := range e.Server.Sessions() {
-		perMember[s.Member]++
-	}
+	perMember := e.Server.SessionsPerMember()
 	ej := map[string]breaker.MemberStatus{}
 	for _, m := range e.Server.Ejector().Status() {
 		ej[m.Address] = m
@@ -204,12 +201,7 @@ func (a *Server) rates() map[string]opRate {
 			continue
 		}
 		for _, m := range f.GetMetric() {
-			ens := ""
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "ensemble" {
-					ens = l.GetValue()
-				}
-			}
+			ens := label(m, "ensemble")
 			r := out[ens]
 			h := m.GetHistogram()
 			total := r.Requests + float64(h.GetSampleCount())

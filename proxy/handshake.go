@@ -91,7 +91,7 @@ func (c *conn) handshake() (*jute.FrameReader, error) {
 func (c *conn) place(raw []byte, req *jute.ConnectRequest, deadline time.Time) error {
 	s := c.srv
 	cands := Route(RouteInput{
-		View: s.view(), Policy: s.conf().Policy, Sessions: s.sessionsPerMember(),
+		View: s.view(), Policy: s.conf().Policy, Sessions: s.SessionsPerMember(),
 		LastZxidSeen: req.LastZxidSeen, ReadOnly: req.ReadOnly, Counter: s.rr.Add(1),
 		Excluded: s.ejector().Excluded(),
 	})

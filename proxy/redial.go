@@ -40,7 +40,7 @@ func (s *Server) dialBounded(ctx context.Context, slots chan struct{}, member st
 // read-only member: the client would not see the read-only ConnectResponse, and would
 // take its writes' NOTREADONLY for a fault.
 func (s *Server) moveTargets(m *moveOrder, excluded map[string]bool) []string {
-	in := RouteInput{View: s.view(), Policy: s.conf().Policy, Sessions: s.sessionsPerMember(),
+	in := RouteInput{View: s.view(), Policy: s.conf().Policy, Sessions: s.SessionsPerMember(),
 		LastZxidSeen: m.req.LastZxidSeen, Counter: s.rr.Add(1), Excluded: excluded}
 	caught := Route(in)
 	in.LastZxidSeen = 0

@@ -85,7 +85,7 @@ func (r *relay) fromClient(o *out, data []byte, now time.Time) (used int, end *e
 			return used, nil
 		}
 		used += len(frame)
-		if r.state == moving || !r.drainUntil.IsZero() {
+		if r.holding() {
 			r.hold(o, h, frame)
 			continue
 		}

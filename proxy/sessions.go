@@ -45,8 +45,9 @@ func clientIP(c net.Conn) string {
 	return host
 }
 
-// sessionsPerMember copies the per-member session counts for routing.
-func (s *Server) sessionsPerMember() map[string]int {
+// SessionsPerMember copies the per-member session counts (routing uses them; so do the
+// status page and metrics, without listing every session).
+func (s *Server) SessionsPerMember() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := make(map[string]int, len(s.perMember))

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -249,7 +250,7 @@ func (rt *live) reload() admin.ReloadStatus {
 		gates = append(gates, g)
 	}
 	for _, g := range rt.gates {
-		if !containsGate(gates, g) {
+		if !slices.Contains(gates, g) {
 			st.Changed = append(st.Changed, "ensemble "+g.cfg.Name+" removed")
 			rt.log.Info().Str("ensemble", g.cfg.Name).Msg("ensemble removed by a reload: its listeners stop, its sessions drain")
 			go func() {
@@ -285,15 +286,6 @@ func (rt *live) gate(name string) *gateway {
 		}
 	}
 	return nil
-}
-
-func containsGate(list []*gateway, g *gateway) bool {
-	for _, x := range list {
-		if x == g {
-			return true
-		}
-	}
-	return false
 }
 
 // sources lists the TLS files of gates, for a reload to read again.
