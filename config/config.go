@@ -82,6 +82,10 @@ type Relay struct {
 	// MoveTimeout bounds moving a session off a lost member; past it the client is closed
 	// and reconnects. 0: a third of the session's negotiated timeout.
 	MoveTimeout time.Duration `yaml:"move_timeout"`
+	// UnsafeInFlight is what a move does with a write (or anything it cannot repeat) in
+	// flight at the lost member: "connection_loss" answers it and everything behind it
+	// with CONNECTIONLOSS and moves the session; "close" closes the client.
+	UnsafeInFlight string `yaml:"unsafe_in_flight"`
 	// Driver runs placed sessions: "epoll" (Linux) or "goroutines"; empty: the OS's best.
 	Driver string `yaml:"driver"`
 }
@@ -123,7 +127,8 @@ func DefaultEnsemble() Ensemble {
 			SessionBurst:            p.Limits.SessionBurst,
 			MaxInFlightSession:      p.Limits.MaxInFlight,
 		},
-		Relay:    Relay{Coalesce: p.Coalesce, CoalesceShare: p.CoalesceShare, MoveTimeout: p.MoveTimeout, Driver: p.Driver},
+		Relay: Relay{Coalesce: p.Coalesce, CoalesceShare: p.CoalesceShare, MoveTimeout: p.MoveTimeout, Driver: p.Driver,
+			UnsafeInFlight: p.UnsafeInFlight},
 		Health:   Health(health.DefaultConfig()),
 		Breaker:  breakerSection(breaker.DefaultConfig()),
 		Ejection: Ejection(breaker.DefaultEjectionConfig()),
@@ -139,7 +144,7 @@ func (e Ensemble) Proxy() proxy.Config {
 		HandshakeTimeout: e.Limits.HandshakeTimeout, DrainTimeout: e.Limits.DrainTimeout,
 		MaxConnections: e.Limits.MaxConnections, MaxPerClient: e.Limits.MaxConnectionsPerClient,
 		Coalesce: e.Relay.Coalesce, CoalesceShare: e.Relay.CoalesceShare,
-		MoveTimeout: e.Relay.MoveTimeout, Driver: e.Relay.Driver,
+		MoveTimeout: e.Relay.MoveTimeout, Driver: e.Relay.Driver, UnsafeInFlight: e.Relay.UnsafeInFlight,
 		Limits: proxy.Limits{ClientRate: e.Limits.ClientRate, ClientBurst: e.Limits.ClientBurst,
 			SessionRate: e.Limits.SessionRate, SessionBurst: e.Limits.SessionBurst, MaxInFlight: e.Limits.MaxInFlightSession},
 		Hotspots: proxy.Hotspots(e.Hotspots),

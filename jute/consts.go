@@ -241,6 +241,9 @@ const (
 	WatcherChildren int32 = 1
 	WatcherData     int32 = 2
 	WatcherAny      int32 = 3
+	// 3.6+: the modes addWatch sets
+	WatcherPersistent          int32 = 4
+	WatcherPersistentRecursive int32 = 5
 )
 
 // Permission bits of an ACL.

@@ -14,6 +14,11 @@ import (
 const (
 	maxAuthPackets = 32      // distinct auth packets kept per session
 	maxAuthBytes   = 1 << 20 // their bodies together
+	// maxWatchBytes bounds the watched paths a move replays (their bytes together): 16
+	// SetWatches batches of 128 KiB. A session past it is not moved (its client is closed
+	// and re-registers its watches itself, as after any reconnect). The server's own
+	// bound is jute.maxbuffer per packet, which the Java client's batching stays under.
+	maxWatchBytes = 16 * maxWatchBatch
 )
 
 // errAuthBound: a client sent more distinct auth data than zkgate keeps for a replay.
@@ -81,68 +86,107 @@ func (s *Session) addWatchLists(w jute.SetWatches2) {
 	}
 }
 
-// listKind is the kind of watch in SetWatches2.Lists()[i].
+// listKind is the kind of watch in SetWatches2.Lists()[i] (replayList's inverse).
 func listKind(i int) watchKind { return watchData + watchKind(i) }
 
 func (s *Session) addWatch(path string, k watchKind) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.watchOverflow {
+		return
+	}
 	if s.watches == nil {
 		s.watches = map[string]watchSet{}
 	}
-	s.watches[path] |= 1 << k
-	s.mu.Unlock()
+	s.setWatchLocked(path, s.watches[path]|1<<k)
+	if s.watchBytes > maxWatchBytes {
+		// Past the bound zkgate stops keeping the book (its memory stays bounded) and
+		// the session is no longer moved: its client re-registers its own watches.
+		s.watchOverflow, s.watches, s.watchBytes = true, nil, 0
+	}
 }
 
-// removeWatches forgets what a successful removeWatches removed (type as in the request:
-// children, data or any).
-func (s *Session) removeWatches(path string, typ int32) {
-	var drop watchSet
-	switch typ {
-	case jute.WatcherChildren:
-		drop = 1 << watchChild
-	case jute.WatcherData:
-		drop = 1<<watchData | 1<<watchExist
-	case jute.WatcherAny:
-		drop = 1<<watchData | 1<<watchExist | 1<<watchChild
-	default: // 4 persistent, 5 persistent recursive (3.6+)
-		drop = 1<<watchPersistent | 1<<watchRecursive
-	}
+// errMissedEvents: a moved session's persistent watches may have missed changes.
+var errMissedEvents = errors.New("persistent watches may have missed changes made while the session moved; closed the client so that it resyncs, as after any reconnect")
+
+// caughtUp checks a moved session's re-registered watches against the new member's
+// zxid at the replay (its reply to SetWatches). Standard watches get their catch-up
+// events from the server (DataTree.setWatches, relativeZxid = lastZxid); persistent ones
+// get none, so the move holds only if the new member has nothing past what the old one
+// had delivered on the session (deliveredZxid). Otherwise a change may have happened
+// unseen, and the client is closed: its library resyncs, as after any reconnect.
+func (s *Session) caughtUp(memberZxid int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.setWatchLocked(path, s.watches[path]&^drop)
+	if memberZxid <= s.deliveredZxid {
+		return nil
+	}
+	for _, w := range s.watches {
+		if w&noCatchUp != 0 {
+			return fmt.Errorf("%w (the new member is at zxid 0x%x, the old one had delivered up to 0x%x)", errMissedEvents, memberZxid, s.deliveredZxid)
+		}
+	}
+	return nil
+}
+
+// unmovable reports why the session cannot move without losing what it was promised:
+// more watched paths than a replay may carry. "" when it can move. (Persistent watches
+// are checked once the new member answers the replay: caughtUp.)
+func (s *Session) unmovable() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.watchOverflow {
+		return fmt.Sprintf("its watched paths went over the %d bytes zkgate keeps for a move's replay", maxWatchBytes)
+	}
+	return ""
+}
+
+// applyWatch records what a request that could set or remove a watch did, once its
+// reply came with err (the rules are watchrules.go's).
+func (s *Session) applyWatch(op jute.OpCode, path string, mode int32, err jute.ErrCode) {
+	if op == jute.OpRemoveWatches {
+		if err == jute.ErrOK {
+			s.dropWatches(path, removal[mode])
+		}
+		return
+	}
+	if k := registered(op, mode, err); k != watchNone {
+		s.addWatch(path, k)
+	}
+}
+
+// dropWatches forgets the kinds in drop on path.
+func (s *Session) dropWatches(path string, drop watchSet) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w, ok := s.watches[path]
+	if !ok || drop == 0 {
+		return
+	}
+	s.setWatchLocked(path, w&^drop)
 }
 
 func (s *Session) setWatchLocked(path string, w watchSet) {
 	if w == 0 {
-		delete(s.watches, path)
-	} else {
-		s.watches[path] = w
+		if _, ok := s.watches[path]; ok {
+			delete(s.watches, path)
+			s.watchBytes -= len(path)
+		}
+		return
 	}
+	if _, ok := s.watches[path]; !ok {
+		s.watchBytes += len(path)
+	}
+	s.watches[path] = w
 }
 
 // fired removes the one-shot watches a notification consumes, as the server does.
 func (s *Session) fired(ev jute.EventType, path string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	w := s.watches[path]
-	if w == 0 {
+	drop := consumed[ev]
+	if drop == 0 {
 		return
 	}
-	switch ev {
-	case jute.EventNodeCreated, jute.EventNodeDataChanged:
-		w &^= 1<<watchData | 1<<watchExist
-	case jute.EventNodeDeleted:
-		w &^= 1<<watchData | 1<<watchExist | 1<<watchChild
-	case jute.EventNodeChildrenChanged:
-		w &^= 1 << watchChild
-	case jute.EventPersistentWatchRemoved:
-		w &^= 1<<watchPersistent | 1<<watchRecursive
-	case jute.EventDataWatchRemoved:
-		w &^= 1<<watchData | 1<<watchExist
-	case jute.EventChildWatchRemoved:
-		w &^= 1 << watchChild
-	}
-	s.setWatchLocked(path, w)
+	s.dropWatches(path, drop)
 }
 
 // Watches lists the watched paths by kind, as SetWatches2 would carry them.
@@ -152,8 +196,9 @@ func (s *Session) Watches() jute.SetWatches2 {
 	out := jute.SetWatches2{RelativeZxid: s.lastZxid}
 	lists := out.Lists()
 	for p, w := range s.watches {
-		for i, l := range lists {
-			if w.has(listKind(i)) {
+		for k := watchData; k <= watchRecursive; k++ {
+			if w.has(k) {
+				l := lists[replayList(k)]
 				*l = append(*l, p)
 			}
 		}

@@ -33,6 +33,7 @@ const (
 	MovedOK         = "moved"
 	MoveUnsafe      = "closed-unsafe-in-flight" // a write, SASL or closeSession was in flight
 	MoveSASL        = "closed-sasl"             // the session used SASL
+	MoveWatches     = "closed-watches"          // a persistent watch (no catch-up), or watches past the bound
 	MoveReadOnly    = "closed-read-only"        // a read-only member's session: no other member knows it
 	MoveNoMember    = "closed-no-member"
 	MoveDeadline    = "closed-deadline"
@@ -88,14 +89,27 @@ func (r *relay) lose(o *out, now time.Time, why string) (*moveOrder, *ending) {
 	for _, xid := range pings {
 		o.client = appendReply(o.client, xid, r.sess.zxid(), jute.ErrOK)
 	}
-	// Requests refused (breaker, limits) behind those pings are next in line now: answer
-	// them before anything the new member replies.
-	r.answer(o, false, false)
+	lossAnswered := 0
+	if unsafe != 0 && r.srv.conf().UnsafeInFlight != UnsafeClose {
+		// The write's outcome is unknown, as it would be to the client directly: it and
+		// everything queued behind it (reads too, which keeps the answers in order) get
+		// CONNECTIONLOSS, and the session moves with nothing in flight. The old member
+		// cannot apply the write after the move: the session's new owner makes the
+		// leader refuse it (SessionMovedException).
+		lossAnswered = r.answerLost(o)
+	} else {
+		// Requests refused (breaker, limits) behind those pings are next in line now:
+		// answer them before anything the new member replies.
+		r.answer(o, false, false)
+	}
 	waiting := r.sess.inFlight()
 	o.flight -= r.sent - waiting
 	r.sent = waiting
 	r.own = r.own[:0]
 	r.lost, r.lostWhy, r.lostAt = r.member, why, now
+	if lossAnswered > 0 {
+		r.lostWhy += fmt.Sprintf("; %d requests from a %s on answered with CONNECTIONLOSS", lossAnswered, unsafe)
+	}
 	s := r.sess
 	s.mu.Lock()
 	sasl := s.sasl
@@ -104,9 +118,12 @@ func (r *relay) lose(o *out, now time.Time, why string) (*moveOrder, *ending) {
 		ReadOnly: s.readOnly, HasReadOnly: s.hasReadOnly}, closedByMember: strings.HasPrefix(why, connLost)}
 	timeout := s.timeout
 	s.mu.Unlock()
+	unmovable := r.sess.unmovable()
 	switch {
-	case unsafe != 0:
+	case unsafe != 0 && lossAnswered == 0:
 		return nil, r.moveEnded(o, MoveUnsafe, fmt.Sprintf("a %s was in flight", unsafe), now)
+	case unmovable != "":
+		return nil, r.moveEnded(o, MoveWatches, unmovable, now)
 	case sasl:
 		return nil, r.moveEnded(o, MoveSASL, "the session used SASL, which a move cannot replay", now)
 	case r.sess.roServed:
@@ -158,6 +175,46 @@ func (s *Session) strand() (pings []int32, unsafe jute.OpCode) {
 	}
 	s.compact()
 	return pings, unsafe
+}
+
+// answerLost answers every request the session is owed, in order, when its member is
+// lost with a request in flight that cannot be repeated: the ones sent with
+// CONNECTIONLOSS (their permits released as lost, and counted against the member), the
+// refused ones with the reject code. It returns how many were sent.
+func (r *relay) answerLost(o *out) int {
+	entries := r.sess.answerOwed(o.owed[:0], true)
+	r.sess.settleAnswered()
+	zxid := r.sess.zxid()
+	code := r.srv.brk.RejectCode()
+	sent := 0
+	for _, f := range entries {
+		if f.rejected {
+			o.client = appendReply(o.client, f.xid, zxid, code)
+			continue
+		}
+		o.client = appendReply(o.client, f.xid, zxid, jute.ErrConnectionLoss)
+		sent++
+	}
+	r.srv.releasePermits(entries, true)
+	if sent > 0 {
+		r.srv.obs.Lost(r.member, sent)
+		r.srv.ejector().Lost(r.member, sent)
+	}
+	clear(entries)
+	o.owed = entries[:0]
+	return sent
+}
+
+// settleAnswered marks the requests zkgate has answered as needing no member reply.
+func (s *Session) settleAnswered() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.fifo {
+		if e := &s.fifo[i]; e.waiting() && e.answered {
+			s.replied(e)
+		}
+	}
+	s.compact()
 }
 
 // hold keeps a client frame while the session moves, answering a ping itself (clients

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -10,7 +11,8 @@ import (
 	"github.com/zkgate/zkgate/jute"
 )
 
-// watchSetup gives the rig's session one watch of each kind and an auth packet.
+// watchSetup gives the rig's session one standard watch of each kind (an exists on an
+// existing node is a data watch, on a missing one an exist watch) and an auth packet.
 func watchSetup(g *relayRig) {
 	g.t.Helper()
 	g.client(
@@ -18,8 +20,7 @@ func watchSetup(g *relayRig) {
 		getData(1, "/data", true),
 		reqFrame(2, jute.OpExists, &jute.ExistsRequest{Path: "/absent", Watch: true}),
 		reqFrame(3, jute.OpGetChildren, &jute.GetChildrenRequest{Path: "/kids", Watch: true}),
-		reqFrame(4, jute.OpAddWatch, &jute.AddWatchRequest{Path: "/p", Type: jute.AddWatchPersistent}),
-		reqFrame(5, jute.OpAddWatch, &jute.AddWatchRequest{Path: "/r", Type: jute.AddWatchPersistentRecursive}),
+		reqFrame(4, jute.OpExists, &jute.ExistsRequest{Path: "/there", Watch: true}),
 		// the same auth again: kept once
 		reqFrame(jute.XidAuth, jute.OpAuth, &jute.AuthPacket{Scheme: "digest", Auth: []byte("u:p")}),
 	)
@@ -29,8 +30,7 @@ func watchSetup(g *relayRig) {
 	g.member(1, 0, &jute.GetDataResponse{})
 	g.member(2, jute.ErrNoNode)
 	g.member(3, 0, &jute.GetChildrenResponse{})
-	g.member(4, 0)
-	g.member(5, 0)
+	g.member(4, 0, &jute.ExistsResponse{})
 	g.toClient()
 }
 
@@ -76,13 +76,13 @@ func TestRelayMove(t *testing.T) {
 	if want := getData(6, "/x", false)[4+jute.RequestHeaderLen:]; !bytes.Equal(bodies[2], want) {
 		t.Fatalf("the read in flight went out again as %q, want %q", bodies[2], want)
 	}
-	var sw jute.SetWatches2
-	if hs[1].Type != jute.OpSetWatches2 || jute.Decode(bodies[1], &sw) != nil {
+	var sw jute.SetWatches // no persistent watches: the form every 3.x server knows
+	if hs[1].Type != jute.OpSetWatches || jute.Decode(bodies[1], &sw) != nil {
 		t.Fatalf("replay: %v", hs[1])
 	}
-	if sw.RelativeZxid != lastZxid || !slices.Equal(sw.DataWatches, []string{"/data"}) ||
-		!slices.Equal(sw.ExistWatches, []string{"/absent"}) || !slices.Equal(sw.ChildWatches, []string{"/kids"}) ||
-		!slices.Equal(sw.PersistentWatches, []string{"/p"}) || !slices.Equal(sw.PersistentRecursiveWatches, []string{"/r"}) {
+	slices.Sort(sw.DataWatches)
+	if sw.RelativeZxid != lastZxid || !slices.Equal(sw.DataWatches, []string{"/data", "/there"}) ||
+		!slices.Equal(sw.ExistWatches, []string{"/absent"}) || !slices.Equal(sw.ChildWatches, []string{"/kids"}) {
 		t.Fatalf("replayed watches %+v", sw)
 	}
 	// The member answers zkgate's packets, then the client's: only the latter reach it.
@@ -108,10 +108,12 @@ func TestRelayMoveRefused(t *testing.T) {
 		setup func(g *relayRig)
 		want  string
 	}{
-		{"write in flight", func(g *relayRig) {
+		{"write in flight, unsafe_in_flight close", func(g *relayRig) {
+			g.srv.Reconfigure(Config{UnsafeInFlight: UnsafeClose})
 			g.client(reqFrame(1, jute.OpSetData, &jute.SetDataRequest{Path: "/a", Data: []byte("x"), Version: -1}))
 		}, "a setData was in flight"},
-		{"multi with a write in flight", func(g *relayRig) {
+		{"multi with a write in flight, unsafe_in_flight close", func(g *relayRig) {
+			g.srv.Reconfigure(Config{UnsafeInFlight: UnsafeClose})
 			g.client(reqFrame(1, jute.OpMulti, &jute.MultiRequest{End: jute.MultiEnd, Ops: []jute.MultiOp{
 				{Header: jute.MultiHeader{Type: jute.OpCheck, Err: -1}, Body: &jute.CheckVersionRequest{Path: "/a", Version: -1}},
 				{Header: jute.MultiHeader{Type: jute.OpDelete, Err: -1}, Body: &jute.DeleteRequest{Path: "/a", Version: -1}},
@@ -338,7 +340,7 @@ func TestRelayDrain(t *testing.T) {
 	}
 
 	// A member that never answers: past its time the drain gives up, and the move finds
-	// the write in flight and closes the session, as a lost member's would.
+	// the write in flight and answers it with CONNECTIONLOSS, as a lost member's would.
 	g = newRig(t)
 	g.client(reqFrame(1, jute.OpSetData, &jute.SetDataRequest{Path: "/a", Data: []byte("v"), Version: -1}))
 	g.toMember()
@@ -346,7 +348,98 @@ func TestRelayDrain(t *testing.T) {
 	if g.r.drained(g.now) || !g.r.drained(g.now.Add(time.Second)) {
 		t.Fatal("the drain's deadline")
 	}
-	if _, end := g.r.lose(&g.o, g.now, "test"); end == nil || !strings.Contains(end.reason+errString(end.err), "setData") {
-		t.Fatalf("a write in flight past the drain: %+v", end)
+	if order, end := g.r.lose(&g.o, g.now, "test"); end != nil || order == nil {
+		t.Fatalf("a write in flight past the drain: %+v %+v", order, end)
+	}
+	if hs := g.toClient(); len(hs) != 1 || hs[0].Xid != 1 || hs[0].Err != jute.ErrConnectionLoss {
+		t.Fatalf("the write past the drain answered %+v, want CONNECTIONLOSS", hs)
+	}
+}
+
+// A write in flight when the member is lost: it and everything behind it are answered
+// with CONNECTIONLOSS in order (pings at once), the session moves with nothing to send
+// again, and the requests the client sends meanwhile go to the new member.
+func TestRelayMoveAnswersUnsafe(t *testing.T) {
+	g := newRig(t)
+	watchSetup(g)
+	g.client(getData(6, "/x", false),
+		reqFrame(7, jute.OpCreate, &jute.CreateRequest{Path: "/c", Data: []byte("v"), ACL: []jute.ACL{}}),
+		reqFrame(jute.XidPing, jute.OpPing, nil),
+		getData(8, "/y", false))
+	g.toMember()
+	order, end := g.r.lose(&g.o, g.now, "test: member killed")
+	if end != nil || order == nil {
+		t.Fatalf("lose: %+v %+v", order, end)
+	}
+	hs := g.toClient()
+	if got := xids(hs); !slices.Equal(got, []int32{jute.XidPing, 6, 7, 8}) {
+		t.Fatalf("client got %v, want the ping then 6, 7, 8", got)
+	}
+	for _, h := range hs[1:] {
+		if h.Err != jute.ErrConnectionLoss {
+			t.Fatalf("xid %d answered %v, want CONNECTIONLOSS", h.Xid, h.Err)
+		}
+	}
+	if held := g.srv.brk.Held(); held != 0 {
+		t.Fatalf("%d permits held", held)
+	}
+	g.client(getData(9, "/z", false))
+	if end := g.r.attached(&g.o, "m2", &jute.ConnectResponse{TimeOut: 6000, SessionID: 0x77, Passwd: g.r.sess.passwd}, g.now); end != nil {
+		t.Fatalf("attached: %+v", end)
+	}
+	if hs, _ := g.toMember(); !slices.Equal(reqXids(hs), []int32{jute.XidAuth, jute.XidSetWatches, 9}) {
+		t.Fatalf("to the new member: %v, want the replay and the held read only", reqXids(hs))
+	}
+	g.member(jute.XidAuth, 0)
+	g.member(jute.XidSetWatches, 0)
+	g.member(9, 0, &jute.GetDataResponse{})
+	if got := xids(g.toClient()); !slices.Equal(got, []int32{9}) {
+		t.Fatalf("client got %v after the move", got)
+	}
+	if info := g.r.sess.Info(); info.Member != "m2" || info.InFlight != 0 || info.Watches != 4 {
+		t.Fatalf("after the move: %+v", info)
+	}
+}
+
+// Persistent watches get no catch-up from the server: a moved session keeps them only
+// when the new member has nothing past what the old one had delivered; otherwise the
+// client is closed (and resyncs as after any reconnect).
+func TestRelayMovePersistentCatchUp(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mode   int32
+		zxid   int64 // the new member's, in its reply to the replay
+		closed bool
+	}{
+		{"persistent, nothing changed", jute.AddWatchPersistent, 11, false},
+		{"persistent, changed meanwhile", jute.AddWatchPersistent, 12, true},
+		{"recursive, a member behind", jute.AddWatchPersistentRecursive, 9, false},
+		{"recursive, changed meanwhile", jute.AddWatchPersistentRecursive, 13, true},
+	} {
+		g := newRig(t)
+		g.client(reqFrame(1, jute.OpAddWatch, &jute.AddWatchRequest{Path: "/p", Type: tc.mode}))
+		g.toMember()
+		g.member(1, 0) // the rig's reply carries zxid 11: delivered up to 11
+		g.toClient()
+		if _, end := g.r.lose(&g.o, g.now, "test"); end != nil {
+			t.Fatalf("%s: lose: %+v", tc.name, end)
+		}
+		if end := g.r.attached(&g.o, "m2", &jute.ConnectResponse{TimeOut: 6000, SessionID: 0x77, Passwd: g.r.sess.passwd}, g.now); end != nil {
+			t.Fatalf("%s: attached: %+v", tc.name, end)
+		}
+		hs, bodies := g.toMember()
+		var sw jute.SetWatches2
+		if len(hs) != 1 || hs[0].Type != jute.OpSetWatches2 || jute.Decode(bodies[0], &sw) != nil {
+			t.Fatalf("%s: replay %v", tc.name, hs)
+		}
+		lists := [][]string{sw.PersistentWatches, sw.PersistentRecursiveWatches}
+		if got := lists[tc.mode]; !slices.Equal(got, []string{"/p"}) {
+			t.Fatalf("%s: replayed %+v", tc.name, sw)
+		}
+		frame := jute.AppendFrame(nil, &jute.ReplyHeader{Xid: jute.XidSetWatches, Zxid: tc.zxid})
+		err := g.r.reply(&g.o, frame, g.now)
+		if closed := errors.Is(err, errMissedEvents); closed != tc.closed {
+			t.Errorf("%s: reply to the replay: %v, want closed=%v", tc.name, err, tc.closed)
+		}
 	}
 }

@@ -167,28 +167,18 @@ func (r *relay) note(o *out, h jute.RequestHeader, frame []byte, start time.Time
 	switch h.Type {
 	case jute.OpExists, jute.OpGetData, jute.OpGetChildren, jute.OpGetChildren2:
 		// The watch flag is the body's last byte; decode the path only when it is set.
+		// What it registers depends on the reply (watchrules.go).
 		if len(body) > 0 && body[len(body)-1] != 0 {
 			var req jute.PathWatchRequest
 			if jute.Decode(body, &req) == nil {
-				f.path, f.watch = req.Path, watchData
-				switch h.Type {
-				case jute.OpExists:
-					f.watch = watchExist
-				case jute.OpGetChildren, jute.OpGetChildren2:
-					f.watch = watchChild
-				}
+				f.path, f.watched, f.mode = req.Path, true, -1
 			}
 		}
 	case jute.OpAddWatch, jute.OpRemoveWatches:
 		var req jute.PathTypeRequest
 		if jute.Decode(body, &req) == nil {
-			f.path, f.watch = req.Path, watchPersistent
-			switch {
-			case h.Type == jute.OpRemoveWatches:
-				f.watch, f.kind = watchNone, req.Type+1 // applied when the reply succeeds
-			case req.Type == jute.AddWatchPersistentRecursive:
-				f.watch = watchRecursive
-			}
+			// addWatch registers its mode, removeWatches drops its type, once answered OK
+			f.path, f.watched, f.mode = req.Path, true, req.Type
 		}
 	case jute.OpAuth:
 		if err := r.sess.addAuth(body); err != nil {
@@ -275,6 +265,11 @@ func (r *relay) reply(o *out, frame []byte, now time.Time) error {
 		}
 	case len(r.own) > 0 && h.Xid == r.own[0]:
 		r.own = r.own[1:]
+		if h.Xid == jute.XidSetWatches && h.Err == jute.ErrOK {
+			if err := r.sess.caughtUp(h.Zxid); err != nil {
+				return err
+			}
+		}
 		if h.Err != jute.ErrOK {
 			r.srv.log.Warn().Str("member", r.member).Int32("xid", h.Xid).Str("err", h.Err.String()).
 				Str("session", fmt.Sprintf("0x%x", r.sess.id)).Msg("member refused a moved session's replayed packet")
@@ -315,8 +310,8 @@ func (r *relay) outcome(o *out, f inflight, h jute.ReplyHeader, now time.Time) {
 	if f.xid >= 0 && !f.held {
 		o.latency += (latency - o.latency) / 64 // a moving average over about 64 replies
 	}
-	memberLatency := latency
-	if f.held { // it waited on the client, not on the member
+	memberLatency := f.service // the member's part (Session.serviceStart)
+	if f.held {                // it waited on the client, not on the member
 		memberLatency = 0
 	}
 	if f.permit {
@@ -326,11 +321,8 @@ func (r *relay) outcome(o *out, f inflight, h jute.ReplyHeader, now time.Time) {
 		r.srv.ejector().Reply(r.member, h.Err, memberLatency)
 	}
 	r.srv.obs.Reply(r.member, f.op, h.Err, latency)
-	switch {
-	case f.kind > 0 && h.Err == jute.ErrOK:
-		r.sess.removeWatches(f.path, f.kind-1)
-	case f.watch != watchNone && (h.Err == jute.ErrOK || f.watch == watchExist && h.Err == jute.ErrNoNode):
-		r.sess.addWatch(f.path, f.watch)
+	if f.watched {
+		r.sess.applyWatch(f.op, f.path, f.mode, h.Err)
 	}
 }
 

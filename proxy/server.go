@@ -32,8 +32,15 @@ const (
 func DefaultConfig() Config {
 	return Config{Name: "default", Policy: LeastConnections, MaxFrame: jute.DefaultMaxFrame,
 		HandshakeTimeout: DefaultHandshakeTimeout, DialTimeout: DefaultDialTimeout, DrainTimeout: DefaultDrainTimeout,
-		Coalesce: DefaultCoalesce, CoalesceShare: DefaultCoalesceShare, Hotspots: DefaultHotspots()}
+		Coalesce: DefaultCoalesce, CoalesceShare: DefaultCoalesceShare, Hotspots: DefaultHotspots(),
+		UnsafeInFlight: UnsafeConnectionLoss}
 }
+
+// Config.UnsafeInFlight settings.
+const (
+	UnsafeConnectionLoss = "connection_loss"
+	UnsafeClose          = "close"
+)
 
 // Relay drivers (Config.Driver).
 const (
@@ -56,6 +63,11 @@ type Config struct {
 	// past it the client is closed (and reconnects through zkgate). Default a third of
 	// the session's negotiated timeout.
 	MoveTimeout time.Duration
+	// UnsafeInFlight is what a move does when a request it cannot repeat (a write) is in
+	// flight at the lost member: UnsafeConnectionLoss (the default) answers it and every
+	// request behind it with CONNECTIONLOSS and moves the session; UnsafeClose closes
+	// the client, which reconnects through zkgate.
+	UnsafeInFlight string
 	// Driver runs placed sessions: DriverEpoll (the default on Linux) or
 	// DriverGoroutines (the default, and the only one, elsewhere).
 	Driver string
@@ -88,6 +100,7 @@ func (c Config) withDefaults() Config {
 	c.DrainTimeout = cmp.Or(max(c.DrainTimeout, 0), d.DrainTimeout)
 	c.Coalesce = max(c.Coalesce, 0)
 	c.CoalesceShare = cmp.Or(max(c.CoalesceShare, 0), d.CoalesceShare)
+	c.UnsafeInFlight = cmp.Or(c.UnsafeInFlight, d.UnsafeInFlight)
 	if c.Driver == "" || !epollBuilt {
 		c.Driver = DriverGoroutines
 		if epollBuilt {

@@ -22,20 +22,24 @@ type inflight struct {
 	xid      int32
 	op       jute.OpCode
 	start    time.Time
-	watch    watchKind // registered when the reply succeeds
-	path     string    // only for watch registrations and removals
-	hot      string    // its path prefix, as the hot spot tracker keeps it ("" when not counted)
-	kind     int32     // removeWatches: its watcher type + 1, applied when the reply succeeds
-	frame    []byte    // the request as sent, until push keeps it (repeatable requests only)
-	kept     int64     // where push kept frame, in Session.keep's running offsets
-	keptLen  int32     // 0: nothing kept (the request is not repeated on a move)
-	permit   bool      // holds an ensemble breaker permit (in copies handed out: release it now)
-	rejected bool      // not sent: zkgate answers it
-	answered bool      // the client has its answer
-	replied  bool      // the member's reply came (sent requests)
-	released bool      // the permit was released
-	reported bool      // reported as stalled
-	held     bool      // zkgate held its reply back (the client was not reading): its latency is not the member's
+	path     string // only for watch registrations and removals
+	hot      string // its path prefix, as the hot spot tracker keeps it ("" when not counted)
+	mode     int32  // addWatch: its mode; removeWatches: its watcher type; -1 for the others
+	watched  bool   // it may register or remove a watch, by its reply (watchrules.go)
+	frame    []byte // the request as sent, until push keeps it (repeatable requests only)
+	kept     int64  // where push kept frame, in Session.keep's running offsets
+	keptLen  int32  // 0: nothing kept (the request is not repeated on a move)
+	permit   bool   // holds an ensemble breaker permit (in copies handed out: release it now)
+	rejected bool   // not sent: zkgate answers it
+	answered bool   // the client has its answer
+	replied  bool   // the member's reply came (sent requests)
+	released bool   // the permit was released
+	reported bool   // reported as stalled
+	held     bool   // zkgate held its reply back (the client was not reading): its latency is not the member's
+	// service is the member's part of its latency (pop sets it): from when it became its
+	// session's oldest request waiting at the member, the later of its start and the
+	// session's previous reply, to its reply.
+	service time.Duration
 }
 
 // finished entries leave the FIFO: the client has its answer and no member reply is due.
@@ -74,23 +78,28 @@ type Session struct {
 	hasReadOnly bool // carried the optional byte at all
 	roServed    bool // the member answered read-only: it has no quorum, and the session is its own
 	lastZxid    int64
-	fifo        []inflight // requests in flight, oldest first
-	backing     []inflight // fifo's whole array, so the space freed at its front is reused
-	scanned     int        // fifo[:scanned] was already examined by stalls
-	owed        int        // fifo[:owed] all have their answers; the client is owed fifo[owed]
-	keep        *[]byte    // frames of repeatable requests in flight (pooled; nil when none)
-	keepOff     int64      // running offset of (*keep)[0]
-	keptWaiting int        // FIFO entries with kept bytes that wait for a reply
-	auth        [][]byte   // distinct auth packets (AuthPacket bodies), for a move's replay
-	authBytes   int
-	sasl        bool // the session used SASL: a move cannot replay it
-	watches     map[string]watchSet
-	requests    uint64
-	replies     uint64
-	errors      uint64          // replies with an error code
-	hotPrev     hotspot.Figures // the figures at the last hot spot sample; maintain's
-	moves       int
-	started     time.Time
+	// deliveredZxid is the highest zxid in the member's replies, pings included: the
+	// member had sent every watch event up to it (what a persistent watch's move checks).
+	deliveredZxid int64
+	fifo          []inflight // requests in flight, oldest first
+	backing       []inflight // fifo's whole array, so the space freed at its front is reused
+	scanned       int        // fifo[:scanned] was already examined by stalls
+	owed          int        // fifo[:owed] all have their answers; the client is owed fifo[owed]
+	keep          *[]byte    // frames of repeatable requests in flight (pooled; nil when none)
+	keepOff       int64      // running offset of (*keep)[0]
+	keptWaiting   int        // FIFO entries with kept bytes that wait for a reply
+	auth          [][]byte   // distinct auth packets (AuthPacket bodies), for a move's replay
+	authBytes     int
+	sasl          bool // the session used SASL: a move cannot replay it
+	watches       map[string]watchSet
+	watchBytes    int  // the watched paths' bytes together
+	watchOverflow bool // they went over maxWatchBytes: the book is dropped, the session cannot move
+	requests      uint64
+	replies       uint64
+	errors        uint64          // replies with an error code
+	hotPrev       hotspot.Figures // the figures at the last hot spot sample; maintain's
+	moves         int
+	started       time.Time
 
 	bytesIn, bytesOut atomic.Uint64 // frames as relayed, length prefix included
 	limited           atomic.Uint64 // requests over the limits (Config.Limits)
@@ -101,9 +110,12 @@ type Session struct {
 	held    bool
 	heldEnd time.Time
 
-	lat      latencyStats // member replies, for srvr, mntr and cons
-	lastOp   jute.OpCode
-	lastResp time.Time
+	lat latencyStats // member replies, for srvr, mntr and cons
+	// lastReply is when the member last answered the session (any matched reply): the
+	// member is making progress on the session's pipeline while it keeps answering.
+	lastReply time.Time
+	lastOp    jute.OpCode
+	lastResp  time.Time
 }
 
 // push records a request the client sent. The FIFO reuses its array: popping advances
@@ -163,8 +175,8 @@ func (s *Session) compact() {
 }
 
 // pop matches a member reply with the oldest sent request still waiting for one. Replies
-// come in request order, except that the server answers auth (xid -4) in its I/O thread,
-// ahead of requests still in the pipeline; that one is matched wherever it sits. forward
+// come in request order, except auth and SASL (see answeredOnArrival), matched by xid
+// wherever they sit. forward
 // says the client still needs the reply (false when zkgate answered it early).
 func (s *Session) pop(h jute.ReplyHeader, now time.Time) (f inflight, forward bool, err error) {
 	s.mu.Lock()
@@ -172,14 +184,23 @@ func (s *Session) pop(h jute.ReplyHeader, now time.Time) (f inflight, forward bo
 	if h.Zxid > 0 && h.Xid != jute.XidPing && h.Xid != jute.XidAuth {
 		s.lastZxid = max(s.lastZxid, h.Zxid)
 	}
+	if h.Xid != jute.XidAuth {
+		// A member answers in order after applying what came before: every change up to
+		// this zxid has had its watch events sent on this connection already.
+		s.deliveredZxid = max(s.deliveredZxid, h.Zxid)
+	}
 	first := slices.IndexFunc(s.fifo, func(e inflight) bool { return e.waiting() })
 	idx := -1
 	switch {
 	case first >= 0 && s.fifo[first].xid == h.Xid:
 		idx = first
-	case first >= 0 && h.Xid == jute.XidAuth:
-		for i := first; i < len(s.fifo); i++ {
-			if s.fifo[i].waiting() && s.fifo[i].xid == jute.XidAuth {
+	case first >= 0:
+		// The server answers auth and SASL packets from its I/O thread as they arrive
+		// (ZooKeeperServer.processPacket), ahead of requests still in its pipeline,
+		// echoing their xid: -4 from most clients, an ordinary one from go-zookeeper.
+		// Such a reply is matched with its own request; every other reply is FIFO.
+		for i := first + 1; i < len(s.fifo); i++ {
+			if e := &s.fifo[i]; e.waiting() && e.xid == h.Xid && answeredOnArrival(e.op) {
 				idx = i
 				break
 			}
@@ -195,6 +216,8 @@ func (s *Session) pop(h jute.ReplyHeader, now time.Time) (f inflight, forward bo
 	e := &s.fifo[idx]
 	s.replied(e)
 	e.held = s.waitedOnClient(e.start)
+	e.service = now.Sub(s.serviceStart(e))
+	s.lastReply = now
 	forward = !e.answered
 	e.answered = true
 	for s.owed < len(s.fifo) && s.fifo[s.owed].answered {
@@ -214,6 +237,10 @@ func (s *Session) pop(h jute.ReplyHeader, now time.Time) (f inflight, forward bo
 	s.compact()
 	return f, forward, nil
 }
+
+// answeredOnArrival: the requests a server answers as they arrive, outside the order of
+// the others (ZooKeeperServer.processPacket: auth and sasl).
+func answeredOnArrival(op jute.OpCode) bool { return op == jute.OpAuth || op == jute.OpSASL }
 
 // replied marks e as having had its member reply (or as needing none now), and its kept
 // bytes as no longer needed. The caller holds mu.
@@ -320,8 +347,8 @@ func (s *Session) stalls(now time.Time, slow time.Duration, buf []inflight) ([]i
 	// The FIFO is in start order, so each sweep starts where the last one stopped.
 	for i := min(s.scanned, len(s.fifo)); i < len(s.fifo); i++ {
 		e := &s.fifo[i]
-		if now.Sub(e.start) <= slow {
-			break
+		if now.Sub(s.serviceStart(e)) <= slow {
+			break // nor any behind it: service starts are in FIFO order
 		}
 		s.scanned = i + 1
 		if e.rejected || e.replied || e.reported || e.xid < 0 { // pings, auth, setWatches hold no permit
@@ -331,6 +358,7 @@ func (s *Session) stalls(now time.Time, slow time.Duration, buf []inflight) ([]i
 			continue
 		}
 		e.reported = true
+		e.service = now.Sub(s.serviceStart(e))
 		buf = append(buf, e.handOut())
 	}
 	return buf, stalled
@@ -341,10 +369,22 @@ func (s *Session) stalls(now time.Time, slow time.Duration, buf []inflight) ([]i
 func (s *Session) stalledNow(now time.Time, slow time.Duration) bool {
 	for i := range s.fifo {
 		if e := &s.fifo[i]; e.waiting() && e.xid >= 0 {
-			return now.Sub(e.start) > slow && !s.waitedOnClient(e.start)
+			return now.Sub(s.serviceStart(e)) > slow && !s.waitedOnClient(e.start)
 		}
 	}
 	return false
+}
+
+// serviceStart is when the member became responsible for e: the later of when it was
+// sent and when the member last answered the session. A request behind others of its
+// session waits on them, not on the member, while the member keeps answering; it is
+// slow only when it waits past the threshold with no reply on the session in between.
+// The caller holds mu.
+func (s *Session) serviceStart(e *inflight) time.Time {
+	if s.lastReply.After(e.start) {
+		return s.lastReply
+	}
+	return e.start
 }
 
 // hold records that zkgate stopped (on) or resumed (off) reading the member because the

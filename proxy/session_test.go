@@ -71,6 +71,7 @@ func TestSessionFIFO(t *testing.T) {
 	}
 	// Stalls are reported once, with the permit to release; drain gives the rest.
 	s.fifo[0].start = time.Now().Add(-time.Second)
+	s.lastReply = s.fifo[0].start // no reply on the session since
 	if st, now := s.stalls(time.Now(), 500*time.Millisecond, nil); len(st) != 1 || !st[0].permit || !now {
 		t.Fatalf("stalls: %+v", st)
 	}

@@ -117,7 +117,7 @@ func (s *Server) sweepStalls(now time.Time, tick time.Duration) {
 			waitedOn[member] = true
 		}
 		for _, f := range stalled {
-			age := now.Sub(f.start)
+			age := f.service // how long the member has kept it without answering the session
 			if f.permit {
 				s.brk.Release(0, age, false)
 			}
