@@ -3,6 +3,7 @@ package breaker
 import (
 	"fmt"
 	"math"
+	"math/bits"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,7 @@ type EjectionConfig struct {
 	Window                     time.Duration // the member statistics window
 	LatencyFactor              float64       // mean latency over the peers' median that ejects
 	LatencyFloor               time.Duration // a mean below this never ejects
+	MinSessions                int           // distinct sessions behind a member's latency figure before it counts
 	StalledRatio               float64       // recent time share with a request stalled past slow_call that ejects; 0 = off
 	BaseTime                   time.Duration // first ejection; doubles with each repeat
 	MaxTime                    time.Duration // cap on the ejection time
@@ -36,6 +38,7 @@ func DefaultEjectionConfig() EjectionConfig {
 		Window:                     10 * time.Second,
 		LatencyFactor:              5,
 		LatencyFloor:               100 * time.Millisecond,
+		MinSessions:                3,
 		StalledRatio:               0.25,
 		BaseTime:                   5 * time.Second,
 		MaxTime:                    60 * time.Second,
@@ -53,6 +56,8 @@ func (c EjectionConfig) Validate() error {
 		return fmt.Errorf("min_requests %d: want at least 1", c.MinRequests)
 	case c.Window <= 0:
 		return fmt.Errorf("window %v: want a positive duration", c.Window)
+	case c.MinSessions < 1:
+		return fmt.Errorf("min_sessions %d: want at least 1", c.MinSessions)
 	case c.LatencyFactor <= 1:
 		return fmt.Errorf("latency_factor %v: want more than 1", c.LatencyFactor)
 	case c.StalledRatio < 0 || c.StalledRatio > 1:
@@ -72,7 +77,9 @@ type counters struct {
 	failures     atomic.Int64
 	latencyNs    atomic.Int64
 	samples      atomic.Int64
-	connectFails atomic.Int64 // in a row
+	sessions     atomic.Uint64 // a bit per session (by hash) that had a reply timed
+	connectFails atomic.Int64  // in a row
+	lastAnswer   atomic.Int64  // unix ns of the member's last answer on any session
 }
 
 // member is one member's ejection state; Ejector.mu guards it.
@@ -82,6 +89,7 @@ type member struct {
 
 	windowStart                            time.Time
 	requests, failures, latencyNs, samples int64
+	sessions                               uint64  // counters.sessions folded over the window
 	stalled                                float64 // recent share of time with a request stalled on it (see StallSample)
 
 	down       bool // health says so
@@ -142,8 +150,9 @@ func (j *Ejector) Config() EjectionConfig { return j.cfg }
 // Excluded is the set of ejected members, for routing. It must not be modified.
 func (j *Ejector) Excluded() map[string]bool { return *j.out.Load() }
 
-// Reply records a reply from member.
-func (j *Ejector) Reply(addr string, code jute.ErrCode, latency time.Duration) {
+// Reply records a reply from member on a session, with the member's service time (see
+// DESIGN.md: from when the request became its session's oldest at the member).
+func (j *Ejector) Reply(addr string, session int64, code jute.ErrCode, latency time.Duration) {
 	c := j.byAddr[addr]
 	if c == nil {
 		return
@@ -154,6 +163,31 @@ func (j *Ejector) Reply(addr string, code jute.ErrCode, latency time.Duration) {
 	}
 	c.latencyNs.Add(int64(latency))
 	c.samples.Add(1)
+	if bit := sessionBit(session); c.sessions.Load()&bit == 0 {
+		c.sessions.Or(bit)
+	}
+}
+
+// sessionBit spreads sessions over 64 bits (Fibonacci hashing): the bits set estimate
+// how many distinct sessions a figure stands on, well enough for a handful.
+func sessionBit(id int64) uint64 { return 1 << (uint64(id) * 0x9E3779B97F4A7C15 >> 58) }
+
+// Answered records that member answered a session at (any reply, pings included): the
+// evidence that a member whose health probe is late is busy, not dead.
+func (j *Ejector) Answered(addr string, at time.Time) {
+	if c := j.byAddr[addr]; c != nil {
+		c.lastAnswer.Store(at.UnixNano())
+	}
+}
+
+// LastAnswer is when member last answered a session (zero: never, or not a member).
+func (j *Ejector) LastAnswer(addr string) time.Time {
+	if c := j.byAddr[addr]; c != nil {
+		if ns := c.lastAnswer.Load(); ns != 0 {
+			return time.Unix(0, ns)
+		}
+	}
+	return time.Time{}
 }
 
 // Stalled records a request in flight on member for longer than the slow-call threshold,
@@ -221,8 +255,9 @@ func (j *Ejector) Evaluate(now time.Time) []Change {
 	var changes []Change
 	for _, m := range j.members {
 		if m.windowStart.IsZero() || now.Sub(m.windowStart) >= j.cfg.Window {
-			m.windowStart, m.requests, m.failures, m.latencyNs, m.samples = now, 0, 0, 0, 0
+			m.windowStart, m.requests, m.failures, m.latencyNs, m.samples, m.sessions = now, 0, 0, 0, 0, 0
 		}
+		m.sessions |= m.c.sessions.Swap(0)
 		m.requests += m.c.requests.Swap(0)
 		m.failures += m.c.failures.Swap(0)
 		m.latencyNs += m.c.latencyNs.Swap(0)
@@ -324,13 +359,18 @@ func (j *Ejector) verdict(m *member) string {
 			return fmt.Sprintf("failure ratio %.2f over %d requests (threshold %.2f)", r, m.requests, j.cfg.FailureRatio)
 		}
 	}
-	if m.samples < int64(j.cfg.MinRequests) {
+	// Latency compares like with like: figures that stand on enough replies and enough
+	// distinct sessions, so one session's burst cannot make its member an outlier.
+	judged := func(p *member) bool {
+		return p.samples >= int64(j.cfg.MinRequests) && bits.OnesCount64(p.sessions) >= j.cfg.MinSessions
+	}
+	if !judged(m) {
 		return ""
 	}
 	mean := time.Duration(m.latencyNs / m.samples)
 	var peers []time.Duration
 	for _, p := range j.members {
-		if p != m && !p.ejected && !p.down && p.samples >= int64(j.cfg.MinRequests) {
+		if p != m && !p.ejected && !p.down && judged(p) {
 			peers = append(peers, time.Duration(p.latencyNs/p.samples))
 		}
 	}
@@ -343,8 +383,8 @@ func (j *Ejector) verdict(m *member) string {
 		median = (peers[len(peers)/2-1] + peers[len(peers)/2]) / 2
 	}
 	if float64(mean) > j.cfg.LatencyFactor*float64(median) {
-		return fmt.Sprintf("mean latency %v over %d requests is more than %.1f× the peers' median %v",
-			mean.Round(time.Microsecond), m.samples, j.cfg.LatencyFactor, median.Round(time.Microsecond))
+		return fmt.Sprintf("mean service time %v over %d requests of %d sessions is more than %.1f× the peers' median %v",
+			mean.Round(time.Microsecond), m.samples, bits.OnesCount64(m.sessions), j.cfg.LatencyFactor, median.Round(time.Microsecond))
 	}
 	return ""
 }
@@ -367,7 +407,7 @@ func (j *Ejector) eject(m *member, now time.Time, why string) Change {
 	}
 	m.count++
 	m.ejected, m.until, m.reason, m.capLogged = true, now.Add(d), why, false
-	m.windowStart, m.requests, m.failures, m.latencyNs, m.samples = now, 0, 0, 0, 0
+	m.windowStart, m.requests, m.failures, m.latencyNs, m.samples, m.sessions = now, 0, 0, 0, 0, 0
 	j.publish()
 	j.log.Warn().Str("member", m.addr).Str("reason", why).Dur("for", d).Int("ejections", m.count).Msg("member ejected")
 	return Change{Member: m.addr, Ejected: true, Reason: why, Until: m.until}

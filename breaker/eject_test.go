@@ -16,10 +16,10 @@ func testEjector(addrs []string) (*Ejector, *strings.Builder) {
 	return NewEjector(addrs, DefaultEjectionConfig(), zerolog.New(&logs)), &logs
 }
 
-// replies records n replies on member with one latency and code.
+// replies records n replies on member with one latency and code, from 8 sessions.
 func replies(j *Ejector, member string, n int, code jute.ErrCode, latency time.Duration) {
-	for range n {
-		j.Reply(member, code, latency)
+	for i := range n {
+		j.Reply(member, int64(i%8)<<32|0x1000, code, latency)
 	}
 }
 
@@ -91,6 +91,13 @@ func TestEjectionDecisions(t *testing.T) {
 		{"slow everywhere is not an outlier", func(j *Ejector) {
 			for _, m := range members3 {
 				replies(j, m, 20, jute.ErrOK, 300*ms)
+			}
+		}, "", ""},
+		{"one session's slow replies are not an outlier", func(j *Ejector) {
+			replies(j, "m1", 20, jute.ErrOK, 2*ms)
+			replies(j, "m2", 20, jute.ErrOK, 3*ms)
+			for range 700 {
+				j.Reply("m3", 0x7700000001, jute.ErrOK, 300*ms)
 			}
 		}, "", ""},
 		{"latency under the floor never ejects", func(j *Ejector) {
@@ -212,7 +219,7 @@ func BenchmarkEjectorReply(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			j.Reply("m2", jute.ErrOK, time.Millisecond)
+			j.Reply("m2", 0x77, jute.ErrOK, time.Millisecond)
 		}
 	})
 }

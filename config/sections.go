@@ -34,6 +34,7 @@ type Ejection struct {
 	Window                     time.Duration `yaml:"window"`
 	LatencyFactor              float64       `yaml:"latency_factor"`
 	LatencyFloor               time.Duration `yaml:"latency_floor"`
+	MinSessions                int           `yaml:"min_sessions"`
 	StalledRatio               float64       `yaml:"stalled_ratio"`
 	BaseTime                   time.Duration `yaml:"base_time"`
 	MaxTime                    time.Duration `yaml:"max_time"`

@@ -4,6 +4,9 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,6 +74,8 @@ type Monitor struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	progress atomic.Pointer[func(addr string) time.Time]
+
 	mu       sync.Mutex // guards below
 	trackers []Tracker
 	states   []MemberState
@@ -117,6 +122,22 @@ func NewMonitor(addrs []string, cfg Config, log zerolog.Logger, opts ...Option) 
 	return m
 }
 
+// SetProgress gives the monitor the data path's evidence: when a member last answered
+// one of its sessions (zero for never). A probe that times out while the member kept
+// answering sessions is a late answer from a busy member or a busy machine, not a dead
+// member, and does not count toward its fall.
+func (m *Monitor) SetProgress(fn func(addr string) time.Time) { m.progress.Store(&fn) }
+
+// answeredSince reports whether the data path saw addr answer a session at or after t.
+func (m *Monitor) answeredSince(addr string, t time.Time) (time.Time, bool) {
+	fn := m.progress.Load()
+	if fn == nil {
+		return time.Time{}, false
+	}
+	at := (*fn)(addr)
+	return at, !at.IsZero() && !at.Before(t)
+}
+
 // Subscribe registers fn to be called with the new View whenever a member's status or
 // role, the leader or the quorum changes. Calls are serialized; fn must not block long.
 func (m *Monitor) Subscribe(fn func(View)) {
@@ -157,34 +178,58 @@ func (m *Monitor) Close() {
 // poll is one member's poller goroutine.
 func (m *Monitor) poll(i int, first *sync.WaitGroup) {
 	defer m.wg.Done()
+	timeout := m.cfg.Timeout
 	for {
 		start := m.clock.Now()
-		srvr, err := m.probe(m.ctx, m.addrs[i], m.cfg.Timeout)
+		srvr, err := m.probe(m.ctx, m.addrs[i], timeout)
 		if m.ctx.Err() != nil {
 			if first != nil {
 				first.Done()
 			}
 			return
 		}
-		m.record(i, srvr, err, m.clock.Now().Sub(start))
+		late := m.record(i, srvr, err, start, m.clock.Now().Sub(start))
 		if first != nil {
 			first.Done()
 			first = nil
 		}
-		select {
-		case <-m.ctx.Done():
-			return
-		case <-m.clock.After(m.cfg.Interval):
+		// A probe that got no answer in time asks again at once, with half as much time
+		// again: a member that is merely slow (a loaded machine, a GC pause) answers it,
+		// a hung one answers neither. With fall 2 a hung member is down as soon as with a
+		// pause of interval between two probes of timeout.
+		wait := m.cfg.Interval
+		timeout = m.cfg.Timeout
+		if late {
+			wait, timeout = 0, m.cfg.Timeout*3/2
+		}
+		if wait > 0 {
+			select {
+			case <-m.ctx.Done():
+				return
+			case <-m.clock.After(wait):
+			}
 		}
 	}
 }
 
-func (m *Monitor) record(i int, srvr Srvr, err error, rtt time.Duration) {
+// record folds one probe into member i's state. It reports a probe that ran out of time
+// (a late answer, or none).
+func (m *Monitor) record(i int, srvr Srvr, err error, start time.Time, rtt time.Duration) (timedOut bool) {
 	now := m.clock.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	prev := m.states[i]
-	t := Next(m.trackers[i], Classify(srvr, err), now, m.cfg.Rise, m.cfg.Fall)
+	observed := Classify(srvr, err)
+	timedOut = IsTimeout(err)
+	if timedOut && prev.Status > StatusDown {
+		if at, ok := m.answeredSince(m.addrs[i], start); ok {
+			// No answer to the probe in time, but the member answered sessions meanwhile:
+			// busy, not dead. Its status stands.
+			observed = prev.Status
+			err = fmt.Errorf("late: %w (it answered a session %v after the probe began)", err, at.Sub(start).Round(time.Millisecond))
+		}
+	}
+	t := Next(m.trackers[i], observed, now, m.cfg.Rise, m.cfg.Fall)
 	m.trackers[i] = t
 	s := MemberState{Address: m.addrs[i], Status: t.Status, Since: t.Since, Latency: rtt, Refused: prev.Refused, LastMode: prev.LastMode}
 	if err == nil && srvr.Mode != "" {
@@ -199,7 +244,7 @@ func (m *Monitor) record(i int, srvr Srvr, err error, rtt time.Duration) {
 			s.Refused = []string{"srvr"}
 		}
 		if t.Status == StatusServing || t.Status == StatusReadOnly {
-			// Fall not reached yet: keep the last good role and zxid.
+			// Fall not reached yet, or a late answer: keep the last good role and zxid.
 			s.Mode, s.Zxid = prev.Mode, prev.Zxid
 		}
 	}
@@ -219,6 +264,18 @@ func (m *Monitor) record(i int, srvr Srvr, err error, rtt time.Duration) {
 			fn(v)
 		}
 	}
+	return timedOut
+}
+
+// IsTimeout reports a probe that got no answer in time (as opposed to a refused or reset
+// connection, which is an answer: nothing listens).
+func IsTimeout(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		errors.As(err, &ne) && ne.Timeout()
 }
 
 func changed(a, b *View) bool {

@@ -232,6 +232,7 @@ func repeatable(op jute.OpCode) bool {
 // each reply with the oldest request in flight and reporting its latency and outcome, and
 // returns how many bytes they took. Replies of one read share one arrival time.
 func (r *relay) fromMember(o *out, data []byte, now time.Time) (used int, end *ending) {
+	r.srv.ejector().Answered(r.member, now)
 	for {
 		frame, _, err := jute.NextFrame(data[used:], r.srv.conf().MaxFrame)
 		if err != nil {
@@ -318,7 +319,7 @@ func (r *relay) outcome(o *out, f inflight, h jute.ReplyHeader, now time.Time) {
 		r.srv.brk.Release(h.Err, memberLatency, false)
 	}
 	if f.xid >= 0 && !f.reported {
-		r.srv.ejector().Reply(r.member, h.Err, memberLatency)
+		r.srv.ejector().Reply(r.member, r.sess.id, h.Err, memberLatency)
 	}
 	r.srv.obs.Reply(r.member, f.op, h.Err, latency)
 	if f.watched {

@@ -38,6 +38,10 @@ func (s *Server) ApplyView(v health.View) {
 	}
 }
 
+// LastAnswer is when member last answered one of the sessions on it (zero: never seen):
+// health's evidence that a member whose probe is late is busy, not dead.
+func (s *Server) LastAnswer(member string) time.Time { return s.ejector().LastAnswer(member) }
+
 // verdict is health's word for the ensemble breaker: without a quorum with a leader, or
 // without a member serving, nothing can work.
 func verdict(v *health.View) (bool, string) {

@@ -73,6 +73,7 @@ func startGateway(e config.Ensemble, log zerolog.Logger, metrics *admin.Metrics,
 	g.srv = proxy.NewServer(pc, g.mon, log, proxy.WithBreaker(g.brk), proxy.WithEjector(breaker.NewEjector(e.Members, e.Ejection.Config(), elog)),
 		proxy.WithObserver(metrics.Observer(e.Name, g.brk)))
 	g.mon.Subscribe(g.srv.ApplyView)
+	g.mon.SetProgress(g.srv.LastAnswer)
 	var lns []net.Listener
 	fail := func(err error) (*gateway, error) {
 		for _, ln := range lns {
@@ -157,6 +158,7 @@ func (g *gateway) apply(n config.Ensemble) (changed, restart []string) {
 		g.mon = g.newMonitor(n)
 		g.srv.SetViews(g.mon)
 		g.mon.Subscribe(g.srv.ApplyView)
+	g.mon.SetProgress(g.srv.LastAnswer)
 		old.Close()
 		changed = append(changed, "members and health")
 	}
