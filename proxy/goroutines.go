@@ -183,11 +183,11 @@ func (g *gsession) waitClient() {
 	if len(g.cq.buf) <= highWater || g.closed {
 		return
 	}
-	g.c.sess.hold(true, time.Now())
+	g.c.r.readMember(false, time.Now())
 	for !g.closed && len(g.cq.buf) > highWater {
 		g.cond.Wait()
 	}
-	g.c.sess.hold(false, time.Now())
+	g.c.r.readMember(true, time.Now())
 }
 
 // move moves the session off its lost member and returns the new member connection, or

@@ -245,12 +245,7 @@ func (l *loop) flow(c *conn) {
 	if c.me.fd < 0 {
 		return
 	}
-	if memberOn := c.me.events&unix.EPOLLIN != 0; memberOn != clientOK {
-		// Replies wait on the client now (or again on the member): requests in flight
-		// meanwhile say nothing about the member's speed, for the breaker or the ejector.
-		c.sess.hold(!clientOK, l.now)
-		l.readIf(&c.me, clientOK)
-	}
+	l.readIf(&c.me, c.r.readMember(clientOK, l.now))
 }
 
 func (l *loop) readIf(e *end, on bool) {

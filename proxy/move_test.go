@@ -443,3 +443,97 @@ func TestRelayMovePersistentCatchUp(t *testing.T) {
 		}
 	}
 }
+
+// Replies held back while the client does not read say nothing of the member, before a
+// move or after it; once the client reads again, a request the new member leaves
+// unanswered is a stall again. (The epoll driver used to keep the session held after a
+// move: the new member's socket came readable, and its stalls were never reported.)
+func TestRelayHoldAcrossMove(t *testing.T) {
+	g := newRig(t)
+	slow := 500 * time.Millisecond
+	g.client(getData(1, "/a", false))
+	g.toMember()
+	if g.r.readMember(false, g.now) { // the client stops reading its replies
+		t.Fatal("read the member while the client takes nothing")
+	}
+	if st, stalled := g.r.sess.stalls(g.now.Add(2*slow), slow, nil); len(st) != 0 || stalled {
+		t.Fatalf("a request waiting on the client reported as a stall: %+v", st)
+	}
+	if _, end := g.r.lose(&g.o, g.now, "test"); end != nil {
+		t.Fatal(end)
+	}
+	if end := g.r.attached(&g.o, "m2", &jute.ConnectResponse{TimeOut: 6000, SessionID: 0x77, Passwd: g.r.sess.passwd}, g.now); end != nil {
+		t.Fatal(end)
+	}
+	g.toMember()
+	g.member(1, 0, &jute.GetDataResponse{})
+	g.toClient()
+	later := g.now.Add(time.Second)
+	if !g.r.readMember(true, later) { // it reads again, on the new member
+		t.Fatal("member not read once the client takes its replies")
+	}
+	g.now = later.Add(time.Millisecond)
+	g.client(getData(2, "/b", false))
+	g.toMember()
+	st, stalled := g.r.sess.stalls(g.now.Add(2*slow), slow, nil)
+	if len(st) != 1 || st[0].xid != 2 || !stalled {
+		t.Fatalf("stalls after the client reads again: %+v (stalled %v), want xid 2", st, stalled)
+	}
+	if st[0].service < slow {
+		t.Fatalf("stall reported with service time %v", st[0].service)
+	}
+}
+
+// The service-time rule, reply by reply: a pipelined burst that the member keeps
+// answering is not slow however deep its tail; a gap with no reply on the session is;
+// a stall is reported from the last reply, not from the send.
+func TestServiceTime(t *testing.T) {
+	slow := 500 * time.Millisecond
+	t0 := time.Now()
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		name    string
+		sent    []time.Duration // offsets of the sends from t0 (xids 1, 2, ...)
+		replies []time.Duration // offsets of the replies, in order
+		want    []time.Duration // service time of each
+	}{
+		{"a lone request", []time.Duration{0}, []time.Duration{30 * ms}, []time.Duration{30 * ms}},
+		{"a pipelined burst answered steadily",
+			[]time.Duration{0, 0, 0, 0}, []time.Duration{200 * ms, 400 * ms, 600 * ms, 800 * ms},
+			[]time.Duration{200 * ms, 200 * ms, 200 * ms, 200 * ms}},
+		{"a request sent after the previous reply",
+			[]time.Duration{0, 100 * ms}, []time.Duration{50 * ms, 130 * ms},
+			[]time.Duration{50 * ms, 30 * ms}},
+		{"a reply gap",
+			[]time.Duration{0, 0}, []time.Duration{10 * ms, 900 * ms},
+			[]time.Duration{10 * ms, 890 * ms}},
+	} {
+		s := &Session{}
+		for i, at := range tc.sent {
+			s.push(inflight{xid: int32(i + 1), op: jute.OpCreate, start: t0.Add(at)})
+		}
+		for i, at := range tc.replies {
+			f, _, err := s.pop(jute.ReplyHeader{Xid: int32(i + 1), Zxid: int64(i + 1)}, t0.Add(at))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.service != tc.want[i] {
+				t.Errorf("%s: xid %d service %v, want %v", tc.name, f.xid, f.service, tc.want[i])
+			}
+		}
+	}
+	// Stalls: a burst of 3 whose first reply came at 100 ms, then nothing. At 550 ms the
+	// oldest has waited 450 ms since that reply: not slow, though it was sent 550 ms ago.
+	s := &Session{}
+	for i := range 3 {
+		s.push(inflight{xid: int32(i + 1), op: jute.OpCreate, start: t0})
+	}
+	s.pop(jute.ReplyHeader{Xid: 1, Zxid: 1}, t0.Add(100*ms))
+	if st, stalled := s.stalls(t0.Add(550*ms), slow, nil); len(st) != 0 || stalled {
+		t.Fatalf("a pipeline the member answered 450 ms ago reported stalled: %+v", st)
+	}
+	st, stalled := s.stalls(t0.Add(700*ms), slow, nil)
+	if len(st) != 2 || !stalled || st[0].service != 600*ms {
+		t.Fatalf("stalls at 700 ms: %+v, want both waiting requests with 600 ms since the last reply", st)
+	}
+}

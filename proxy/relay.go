@@ -128,6 +128,17 @@ func (r *relay) fromClient(o *out, data []byte, now time.Time) (used int, end *e
 	}
 }
 
+// readMember is the relay's word on reading the member, given whether the client takes
+// its replies (clientTakes: what zkgate owes the client is under the high-water mark).
+// While replies wait on the client the member is not read, and requests in flight
+// meanwhile say nothing of the member's speed, for the breaker or the ejector. The
+// session keeps that state, whichever member it is on: a driver asks on every change
+// of flow, including right after a move, and does only the I/O.
+func (r *relay) readMember(clientTakes bool, now time.Time) bool {
+	r.sess.hold(!clientTakes, now)
+	return clientTakes
+}
+
 // nextRequest cuts the next whole frame off data and decodes its header; a nil frame
 // means data holds no whole frame.
 func (r *relay) nextRequest(data []byte) ([]byte, jute.RequestHeader, error) {

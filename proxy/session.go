@@ -392,7 +392,10 @@ func (s *Session) serviceStart(e *inflight) time.Time {
 func (s *Session) hold(on bool, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.held && !on {
+	if s.held == on {
+		return
+	}
+	if s.held {
 		s.heldEnd = now
 	}
 	s.held = on
