@@ -2,7 +2,11 @@ package proxy
 
 import "github.com/zkgate/zkgate/jute"
 
-// The watch book mirrors the server's rules. Every rule zkgate copies from ZooKeeper (3.8)
+// The watch book mirrors the server's rules. One 3.8 quirk it does not copy: the server
+// keeps one mode per (connection, path), so a standard watch set on a path that holds a
+// persistent one downgrades it (WatcherModeManager; fixed in 3.9 by ZOOKEEPER-4466). A
+// replay re-registers the persistent watch last, as the client's own reconnect would.
+// Every rule zkgate copies from ZooKeeper (3.8)
 // about watches lives in this file, as tables, each row with the source it comes from;
 // watchrules_test.go checks them row by row. The session's book (book.go) only applies
 // them.
@@ -23,7 +27,8 @@ type registration struct {
 	src  string
 }
 
-// registrations lists what registers a watch; any other (op, mode, err) registers none.
+// registrations lists what registers a watch; any other (op, mode, err) registers none
+// (a NOAUTH getData, say: FinalRequestProcessor checks the ACL before DataTree adds it).
 var registrations = []registration{
 	// The server adds the watch to dataWatches before it looks the node up
 	// (DataTree.statNode), so an exists always watches. The client files it by the
@@ -75,7 +80,8 @@ var removal = map[int32]watchSet{
 	jute.WatcherData:     1<<watchData | 1<<watchExist,
 	// Any removes the path's watches of every mode, persistent and recursive included.
 	jute.WatcherAny: 1<<watchData | 1<<watchExist | 1<<watchChild | 1<<watchPersistent | 1<<watchRecursive,
-	// Persistent and PersistentRecursive each remove their own mode only.
+	// Persistent and PersistentRecursive (3.9+) each remove their own mode only. A 3.8
+	// server cannot parse them and answers MARSHALLINGERROR, so nothing is applied there.
 	jute.WatcherPersistent:          1 << watchPersistent,
 	jute.WatcherPersistentRecursive: 1 << watchRecursive,
 }
