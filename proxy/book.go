@@ -46,6 +46,13 @@ func (s *Session) zxid() int64 {
 	return s.lastZxid
 }
 
+// timeoutOf is the session's negotiated timeout.
+func (s *Session) timeoutOf() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.timeout
+}
+
 // Member is the member the session is on.
 func (s *Session) Member() string {
 	s.mu.Lock()

@@ -90,7 +90,9 @@ func (c *conn) handshake() (*jute.FrameReader, error) {
 // forwards its ConnectResponse to the client.
 func (c *conn) place(raw []byte, req *jute.ConnectRequest, deadline time.Time) error {
 	s := c.srv
-	cands := Route(RouteInput{
+	// A reconnecting client is often ahead of health's last poll (it had just written):
+	// the members health saw behind are tried after the others, as for a move.
+	cands, caught := routeCaughtUpFirst(RouteInput{
 		View: s.view(), Policy: s.conf().Policy, Sessions: s.SessionsPerMember(),
 		LastZxidSeen: req.LastZxidSeen, ReadOnly: req.ReadOnly, Counter: s.rr.Add(1),
 		Excluded: s.ejector().Excluded(),
@@ -101,7 +103,7 @@ func (c *conn) place(raw []byte, req *jute.ConnectRequest, deadline time.Time) e
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	var errs []error
-	for _, member := range cands {
+	for i, member := range cands {
 		if time.Now().After(deadline) {
 			errs = append(errs, errors.New("handshake deadline passed"))
 			break
@@ -114,8 +116,11 @@ func (c *conn) place(raw []byte, req *jute.ConnectRequest, deadline time.Time) e
 				break
 			}
 			s.obs.ConnectFailed(member, err)
-			s.brk.ConnectFailed()
-			s.ejector().ConnectFailed(member)
+			if i < caught {
+				// One health saw behind may close on the client's zxid: not its fault.
+				s.brk.ConnectFailed()
+				s.ejector().ConnectFailed(member)
+			}
 			errs = append(errs, err)
 			continue
 		}

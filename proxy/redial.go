@@ -40,16 +40,28 @@ func (s *Server) dialBounded(ctx context.Context, slots chan struct{}, member st
 // read-only member: the client would not see the read-only ConnectResponse, and would
 // take its writes' NOTREADONLY for a fault.
 func (s *Server) moveTargets(m *moveOrder, excluded map[string]bool) []string {
-	in := RouteInput{View: s.view(), Policy: s.conf().Policy, Sessions: s.SessionsPerMember(),
-		LastZxidSeen: m.req.LastZxidSeen, Counter: s.rr.Add(1), Excluded: excluded}
-	caught := Route(in)
+	out, _ := routeCaughtUpFirst(RouteInput{View: s.view(), Policy: s.conf().Policy, Sessions: s.SessionsPerMember(),
+		LastZxidSeen: m.req.LastZxidSeen, Counter: s.rr.Add(1), Excluded: excluded})
+	return out
+}
+
+// routeCaughtUpFirst is Route's list followed by the members Route left out only because
+// health saw them behind the session's lastZxid (health's zxids are a poll old; a
+// member really behind closes the connection without an answer). caught is how many
+// of the list health saw caught up.
+func routeCaughtUpFirst(in RouteInput) (out []string, caught int) {
+	out = Route(in)
+	caught = len(out)
+	if in.LastZxidSeen == 0 {
+		return out, caught
+	}
 	in.LastZxidSeen = 0
 	for _, addr := range Route(in) {
-		if !slices.Contains(caught, addr) {
-			caught = append(caught, addr)
+		if !slices.Contains(out, addr) {
+			out = append(out, addr)
 		}
 	}
-	return caught
+	return out, caught
 }
 
 // redial routes a moving session to a member other than the lost one, whose zxid has

@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"reflect"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/zkgate/zkgate/health"
 )
@@ -46,6 +48,48 @@ func TestRoute(t *testing.T) {
 	} {
 		if got := Route(c.in); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// Placement and moves both try the members health saw behind a session's lastZxid after
+// the others: health's zxids are a poll old, and a client that just wrote is ahead of
+// them. (Placement had no such fallback: a writer closed at a member loss was refused
+// with "no member can take the session".)
+func TestRouteCaughtUpFirst(t *testing.T) {
+	view := &health.View{Members: []health.MemberState{
+		{Address: "a", Status: health.StatusServing, Mode: "follower", Zxid: 90},
+		{Address: "b", Status: health.StatusServing, Mode: "follower", Zxid: 100},
+		{Address: "c", Status: health.StatusServing, Mode: "leader", Zxid: 95},
+	}}
+	for _, tc := range []struct {
+		zxid   int64
+		want   []string
+		caught int
+	}{
+		{0, []string{"a", "b", "c"}, 3},
+		{100, []string{"b", "a", "c"}, 1},
+		{120, []string{"a", "b", "c"}, 0}, // all behind health's poll: every one is tried
+	} {
+		got, caught := routeCaughtUpFirst(RouteInput{View: view, Policy: LeastConnections, LastZxidSeen: tc.zxid})
+		if !slices.Equal(got, tc.want) || caught != tc.caught {
+			t.Errorf("lastZxid %d: %v (%d caught up), want %v (%d)", tc.zxid, got, caught, tc.want, tc.caught)
+		}
+	}
+}
+
+// A drain never takes so long that the session could come near expiring: at most a
+// sixth of its negotiated timeout, so the move after it (a third at most) ends well
+// within the timeout.
+func TestDrainBound(t *testing.T) {
+	for _, tc := range []struct{ within, timeout, want time.Duration }{
+		{5 * time.Second, 30 * time.Second, 5 * time.Second},
+		{5 * time.Second, 6 * time.Second, time.Second},
+		{5 * time.Second, 4 * time.Second, 4 * time.Second / 6},
+		{5 * time.Second, 0, 5 * time.Second},
+	} {
+		if got := drainBound(tc.within, tc.timeout); got != tc.want {
+			t.Errorf("drainBound(%v, session %v) = %v, want %v", tc.within, tc.timeout, got, tc.want)
 		}
 	}
 }

@@ -185,15 +185,29 @@ func (s *Server) MoveOff(member, why string) int {
 // DrainOff moves every session off member, which still serves (a reload removed it),
 // without closing any: each session's new requests are held until the member has
 // answered those in flight, then it moves with nothing in flight that it could not send
-// again. Past within, a session moves whatever is in flight (a write then closes it, as
-// in MoveOff). It returns how many sessions were on member.
+// again. Past within, or past a sixth of its own negotiated timeout if that is sooner
+// (the move may then take another third: the session must not come near expiring), a
+// session moves whatever is in flight, as in MoveOff. It returns how many sessions were
+// on member.
 func (s *Server) DrainOff(member, why string, within time.Duration) int {
 	victims := s.on(member)
-	until := time.Now().Add(within)
+	now := time.Now()
 	for _, cn := range victims {
-		cn.drain(why, until)
+		var timeout time.Duration
+		if cn.sess != nil { // set with member, under s.mu, before on() listed it
+			timeout = cn.sess.timeoutOf()
+		}
+		cn.drain(why, now.Add(drainBound(within, timeout)))
 	}
 	return len(victims)
+}
+
+// drainBound is how long a session with the given negotiated timeout may drain.
+func drainBound(within, sessionTimeout time.Duration) time.Duration {
+	if sessionTimeout > 0 {
+		return min(within, sessionTimeout/6)
+	}
+	return within
 }
 
 // on lists the connections whose session is on member.
