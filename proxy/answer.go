@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"cmp"
+	"fmt"
 	"time"
 
 	"github.com/zkgate/zkgate/breaker"
@@ -19,7 +21,7 @@ func (r *relay) answer(o *out, sentToo, memberLost bool) int {
 	code := r.srv.brk.RejectCode()
 	zxid := r.sess.zxid()
 	for _, f := range entries {
-		o.client = appendReply(o.client, f.xid, zxid, code)
+		o.client = appendReply(o.client, f.xid, zxid, cmp.Or(f.code, code))
 		if !f.rejected { // a sent request answered early; rejected ones were counted when refused
 			r.srv.obs.Rejected(f.op, code)
 		}
@@ -38,6 +40,19 @@ func (r *relay) reject(o *out, f inflight) {
 	r.srv.obs.Rejected(f.op, r.srv.brk.RejectCode())
 	r.sess.push(f)
 	r.answer(o, r.srv.brk.State() == breaker.Open, false)
+}
+
+// refuseReconfig answers a reconfig with RECONFIGDISABLED, in FIFO order, without
+// sending it. zkgate's members come from its own configuration: an ensemble changed
+// behind its back would leave it routing to members that are gone and blind to new
+// ones. The operator runs reconfig against a member, then changes zkgate's
+// configuration and reloads it (SIGHUP), which moves sessions off removed members.
+func (r *relay) refuseReconfig(o *out, f inflight) {
+	f.rejected, f.code = true, jute.ErrReconfigDisabled
+	r.srv.rlog.Warn().Str("client", r.sess.Client).Str("session", fmt.Sprintf("0x%x", r.sess.id)).
+		Msg("reconfig refused (RECONFIGDISABLED): zkgate's members come from its configuration; run reconfig against a member, then update zkgate's configuration and reload it")
+	r.sess.push(f)
+	r.answer(o, false, false)
 }
 
 // answerOpen answers everything the session is owed at once while the breaker is open,

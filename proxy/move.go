@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -189,7 +190,7 @@ func (r *relay) answerLost(o *out) int {
 	sent := 0
 	for _, f := range entries {
 		if f.rejected {
-			o.client = appendReply(o.client, f.xid, zxid, code)
+			o.client = appendReply(o.client, f.xid, zxid, cmp.Or(f.code, code))
 			continue
 		}
 		o.client = appendReply(o.client, f.xid, zxid, jute.ErrConnectionLoss)

@@ -537,3 +537,28 @@ func TestServiceTime(t *testing.T) {
 		t.Fatalf("stalls at 700 ms: %+v, want both waiting requests with 600 ms since the last reply", st)
 	}
 }
+
+// A reconfig through zkgate is answered RECONFIGDISABLED in its place in the session's
+// order and never reaches the ensemble; it is not a breaker failure.
+func TestRelayRefusesReconfig(t *testing.T) {
+	g := newRig(t)
+	g.client(getData(1, "/a", false),
+		reqFrame(2, jute.OpReconfig, &jute.GetDataRequest{Path: "server.4=127.0.0.1:2888:3888;2181"}),
+		getData(3, "/b", false))
+	hs, _ := g.toMember()
+	if got := reqXids(hs); !slices.Equal(got, []int32{1, 3}) {
+		t.Fatalf("to the member: %v, want the reads only", got)
+	}
+	g.member(1, 0, &jute.GetDataResponse{})
+	g.member(3, 0, &jute.GetDataResponse{})
+	replies := g.toClient()
+	if got := xids(replies); !slices.Equal(got, []int32{1, 2, 3}) {
+		t.Fatalf("client got %v, want its order", got)
+	}
+	if replies[1].Err != jute.ErrReconfigDisabled {
+		t.Fatalf("reconfig answered %v, want RECONFIGDISABLED", replies[1].Err)
+	}
+	if held := g.srv.brk.Held(); held != 0 {
+		t.Fatalf("%d permits held", held)
+	}
+}

@@ -94,6 +94,11 @@ func (r *relay) fromClient(o *out, data []byte, now time.Time) (used int, end *e
 			return used, end
 		}
 		r.srv.obs.Request(h.Type)
+		if h.Type == jute.OpReconfig {
+			batch = r.enqueue(o, batch) // the FIFO keeps the client's order
+			r.refuseReconfig(o, f)
+			continue
+		}
 		f.hot = r.hotRequest(h, frame)
 		r.sess.bytesIn.Add(uint64(len(frame)))
 		counted := needsPermit(h)

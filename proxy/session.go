@@ -22,20 +22,21 @@ type inflight struct {
 	xid      int32
 	op       jute.OpCode
 	start    time.Time
-	path     string // only for watch registrations and removals
-	hot      string // its path prefix, as the hot spot tracker keeps it ("" when not counted)
-	mode     int32  // addWatch: its mode; removeWatches: its watcher type; -1 for the others
-	watched  bool   // it may register or remove a watch, by its reply (watchrules.go)
-	frame    []byte // the request as sent, until push keeps it (repeatable requests only)
-	kept     int64  // where push kept frame, in Session.keep's running offsets
-	keptLen  int32  // 0: nothing kept (the request is not repeated on a move)
-	permit   bool   // holds an ensemble breaker permit (in copies handed out: release it now)
-	rejected bool   // not sent: zkgate answers it
-	answered bool   // the client has its answer
-	replied  bool   // the member's reply came (sent requests)
-	released bool   // the permit was released
-	reported bool   // reported as stalled
-	held     bool   // zkgate held its reply back (the client was not reading): its latency is not the member's
+	path     string       // only for watch registrations and removals
+	hot      string       // its path prefix, as the hot spot tracker keeps it ("" when not counted)
+	mode     int32        // addWatch: its mode; removeWatches: its watcher type; -1 for the others
+	watched  bool         // it may register or remove a watch, by its reply (watchrules.go)
+	frame    []byte       // the request as sent, until push keeps it (repeatable requests only)
+	kept     int64        // where push kept frame, in Session.keep's running offsets
+	keptLen  int32        // 0: nothing kept (the request is not repeated on a move)
+	permit   bool         // holds an ensemble breaker permit (in copies handed out: release it now)
+	rejected bool         // not sent: zkgate answers it
+	code     jute.ErrCode // a rejected request's answer when not the breaker's reject code
+	answered bool         // the client has its answer
+	replied  bool         // the member's reply came (sent requests)
+	released bool         // the permit was released
+	reported bool         // reported as stalled
+	held     bool         // zkgate held its reply back (the client was not reading): its latency is not the member's
 	// service is the member's part of its latency (pop sets it): from when it became its
 	// session's oldest request waiting at the member, the later of its start and the
 	// session's previous reply, to its reply.
