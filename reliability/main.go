@@ -3,11 +3,14 @@
 // Command reliability runs zkgate's reliability suite: a real ZooKeeper ensemble with zkgate
 // in front, a workload whose history is checked for linearizability, and one fault per
 // scenario (members killed, paused, slowed, quorum lost, a rolling restart, a zkgate killed).
-// Then hostile input and floods, each checked to cost only its own connections. It prints a
-// table and, with -out, writes it into RELIABILITY.md.
+// Then the healthy-but-heavy scenarios (heavy.go), each run straight at the members and
+// through zkgate, which must trip nothing. Then hostile input and floods, each checked to
+// cost only its own connections. It prints a table and, with -out, writes it into
+// RELIABILITY.md.
 //
 //	go run ./reliability                      # every scenario, then the floods
-//	go run ./reliability -short               # one scenario, for CI (under 2 minutes)
+//	go run ./reliability -short               # kill-leader and the two cheapest heavy scenarios, for CI
+//	go run ./reliability -scenarios heavy -hostile=false   # the heavy scenarios only
 //	go run ./reliability -direct -hostile=false   # the workload straight at the members
 //
 // Run it from the repository root: it builds zkgate from ./cmd/zkgate.
@@ -20,14 +23,15 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 )
 
 func main() {
-	names := flag.String("scenarios", "all", "scenarios to run: all, none, or a comma-separated list")
-	short := flag.Bool("short", false, "one scenario (kill-leader) with fewer sessions, for CI; no floods")
+	names := flag.String("scenarios", "all", "scenarios to run: all, faults (the fault scenarios), heavy (the healthy-but-heavy ones), none, or a comma-separated list of names")
+	short := flag.Bool("short", false, "one fault scenario (kill-leader) with fewer sessions and the two cheapest heavy scenarios, for CI; no floods")
 	direct := flag.Bool("direct", false, "clients connect straight to the members (the baseline: must report ok)")
 	hostile := flag.Bool("hostile", true, "run the hostile-input and flood steps after the scenarios")
 	out := flag.String("out", "", "write the results into this markdown file (RELIABILITY.md)")
@@ -70,13 +74,17 @@ func suite(ctx context.Context, o options) (bool, error) {
 		fmt.Fprintf(os.Stderr, "%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 	}
 	var list []scenario
+	var heavy []heavyScenario
 	switch {
 	case o.short:
 		s, _ := pickScenarios("kill-leader", o.direct)
 		list = s
 		list[0].idle, list[0].length = 50, 20*time.Second
+		if !o.direct {
+			heavy = pickHeavy("cheap")
+		}
 	case o.names != "none":
-		if list, err = pickScenarios(o.names, o.direct); err != nil {
+		if list, heavy, err = pickAll(o.names, o.direct); err != nil {
 			return false, err
 		}
 	}
@@ -105,6 +113,14 @@ func suite(ctx context.Context, o options) (bool, error) {
 			}
 		}
 		rep.results = append(rep.results, res)
+		fmt.Println(res.line())
+	}
+	for _, sc := range heavy {
+		res, err := runHeavy(ctx, sc, filepath.Join(dir, sc.name), bin, logf)
+		if err != nil {
+			return false, err
+		}
+		rep.heavy = append(rep.heavy, res)
 		fmt.Println(res.line())
 	}
 	if o.hostile {
@@ -145,4 +161,36 @@ func command(o options) string {
 		args = append(args, "-out", o.out)
 	}
 	return strings.Join(args, " ")
+}
+
+// pickAll splits a -scenarios list between the fault scenarios and the heavy ones. "all"
+// is both; in -direct mode it leaves the heavy ones out, which run both sides themselves.
+func pickAll(names string, direct bool) ([]scenario, []heavyScenario, error) {
+	var faults, heavy []string
+	for _, n := range strings.Split(names, ",") {
+		switch {
+		case n == "all":
+			faults = append(faults, "all")
+			if !direct {
+				heavy = append(heavy, "heavy")
+			}
+		case n == "faults":
+			faults = append(faults, "all")
+		case n == "heavy" || slices.Contains(heavyNames(), n):
+			if direct {
+				return nil, nil, errHeavyDirect
+			}
+			heavy = append(heavy, n)
+		default:
+			faults = append(faults, n)
+		}
+	}
+	var list []scenario
+	if len(faults) > 0 {
+		var err error
+		if list, err = pickScenarios(strings.Join(faults, ","), direct); err != nil {
+			return nil, nil, fmt.Errorf("%w (heavy: %s)", err, strings.Join(heavyNames(), ", "))
+		}
+	}
+	return list, pickHeavy(strings.Join(heavy, ",")), nil
 }

@@ -17,12 +17,18 @@ type report struct {
 	took    time.Duration
 	direct  bool
 	results []*result
+	heavy   []*heavyResult
 	hostile []hostileResult
 }
 
 func (rep *report) ok() bool {
 	for _, r := range rep.results {
 		if !r.ok() {
+			return false
+		}
+	}
+	for _, h := range rep.heavy {
+		if !h.ok() {
 			return false
 		}
 	}
@@ -58,6 +64,9 @@ func (rep *report) markdown() string {
 	var b strings.Builder
 	if len(rep.results) > 0 {
 		b.WriteString(rep.scenarioTable())
+	}
+	if len(rep.heavy) > 0 {
+		b.WriteString(rep.heavyTable())
 	}
 	if len(rep.hostile) > 0 {
 		b.WriteString(rep.hostileTable())
@@ -124,6 +133,9 @@ func (rep *report) write(path string) error {
 			name = "direct"
 		}
 		text = replaceSection(text, name, rep.scenarioTable())
+	}
+	if len(rep.heavy) > 0 {
+		text = replaceSection(text, "heavy", rep.heavyTable())
 	}
 	if len(rep.hostile) > 0 {
 		text = replaceSection(text, "hostile", rep.hostileTable())
