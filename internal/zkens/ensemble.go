@@ -30,6 +30,12 @@ type Config struct {
 	// SecureClientPort gives every member a TLS client port too (Member.SecureAddr), on
 	// the Netty connection factory; the ssl.* keys (stores, clientAuth) go in Extra.
 	SecureClientPort bool
+	// ClientAddrInServerLines writes each member's client address into the server lines
+	// too, in the dynamic form (server.1=127.0.0.1:2888:3888:participant;127.0.0.1:2181),
+	// so that every member's /zookeeper/config lists every member's client address. By
+	// default the lines carry none (only clientPort), and the config lists no client
+	// address at all.
+	ClientAddrInServerLines bool
 	// JVMFlags are added to every member's java command line, before the main class
 	// (system properties such as -Dreadonlymode.enabled=true).
 	JVMFlags []string
@@ -169,6 +175,12 @@ func (e *Ensemble) writeConfig(m *Member) error {
 			suffix := ""
 			if o.Observer {
 				suffix = ":observer"
+			}
+			if e.cfg.ClientAddrInServerLines {
+				if suffix == "" {
+					suffix = ":participant"
+				}
+				suffix += ";" + o.ClientAddr
 			}
 			kv(fmt.Sprintf("server.%d", o.ID), fmt.Sprintf("127.0.0.1:%d:%d%s", o.peerPort, o.electPort, suffix))
 		}
