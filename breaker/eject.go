@@ -78,6 +78,8 @@ type counters struct {
 	latencyNs    atomic.Int64
 	samples      atomic.Int64
 	sessions     atomic.Uint64 // a bit per session (by hash) that had a reply timed
+	stalls       atomic.Int64  // requests stalled past slow_call (failures, counted apart)
+	stallSess    atomic.Uint64 // a bit per session that had one
 	connectFails atomic.Int64  // in a row
 	lastAnswer   atomic.Int64  // unix ns of the member's last answer on any session
 }
@@ -89,7 +91,9 @@ type member struct {
 
 	windowStart                            time.Time
 	requests, failures, latencyNs, samples int64
-	sessions                               uint64  // counters.sessions folded over the window
+	sessions                               uint64 // counters.sessions folded over the window
+	stalls                                 int64
+	stallSess                              uint64
 	stalled                                float64 // recent share of time with a request stalled on it (see StallSample)
 
 	down       bool // health says so
@@ -190,14 +194,19 @@ func (j *Ejector) LastAnswer(addr string) time.Time {
 	return time.Time{}
 }
 
-// Stalled records a request in flight on member for longer than the slow-call threshold,
-// as a failure whose latency is at least age. Its reply, if it comes, is not recorded.
-func (j *Ejector) Stalled(addr string, age time.Duration) {
+// Stalled records a request of session in flight on member for longer than the
+// slow-call threshold with no reply on the session meanwhile, as a failure. Its reply,
+// if it comes, is not recorded. Stalls count toward the
+// failure ratio only once min_sessions distinct sessions had one: one session's slow
+// requests (a pipeline of 1 MB writes, say) are that session's load, not the member's
+// fault; a member that stops answering stalls every session on it (and health sees it).
+func (j *Ejector) Stalled(addr string, session int64) {
 	if c := j.byAddr[addr]; c != nil {
 		c.requests.Add(1)
-		c.failures.Add(1)
-		c.latencyNs.Add(int64(age))
-		c.samples.Add(1)
+		c.stalls.Add(1) // not in the latency figure: that is the replies' (Reply)
+		if bit := sessionBit(session); c.stallSess.Load()&bit == 0 {
+			c.stallSess.Or(bit)
+		}
 	}
 }
 
@@ -256,8 +265,11 @@ func (j *Ejector) Evaluate(now time.Time) []Change {
 	for _, m := range j.members {
 		if m.windowStart.IsZero() || now.Sub(m.windowStart) >= j.cfg.Window {
 			m.windowStart, m.requests, m.failures, m.latencyNs, m.samples, m.sessions = now, 0, 0, 0, 0, 0
+			m.stalls, m.stallSess = 0, 0
 		}
 		m.sessions |= m.c.sessions.Swap(0)
+		m.stalls += m.c.stalls.Swap(0)
+		m.stallSess |= m.c.stallSess.Swap(0)
 		m.requests += m.c.requests.Swap(0)
 		m.failures += m.c.failures.Swap(0)
 		m.latencyNs += m.c.latencyNs.Swap(0)
@@ -354,9 +366,15 @@ func (j *Ejector) verdict(m *member) string {
 		return fmt.Sprintf("requests stalled on it past the slow-call threshold %.0f%% of the last %v (threshold %.0f%%)",
 			100*m.stalled, j.stallHorizon(), 100*j.cfg.StalledRatio)
 	}
-	if m.requests >= int64(j.cfg.MinRequests) {
-		if r := float64(m.failures) / float64(m.requests); r >= j.cfg.FailureRatio {
-			return fmt.Sprintf("failure ratio %.2f over %d requests (threshold %.2f)", r, m.requests, j.cfg.FailureRatio)
+	failures, requests := m.failures, m.requests
+	if bits.OnesCount64(m.stallSess) < j.cfg.MinSessions {
+		requests -= m.stalls // one session's load (see Stalled)
+	} else {
+		failures += m.stalls
+	}
+	if requests >= int64(j.cfg.MinRequests) {
+		if r := float64(failures) / float64(requests); r >= j.cfg.FailureRatio {
+			return fmt.Sprintf("failure ratio %.2f over %d requests (threshold %.2f)", r, requests, j.cfg.FailureRatio)
 		}
 	}
 	// Latency compares like with like: figures that stand on enough replies and enough
@@ -408,6 +426,7 @@ func (j *Ejector) eject(m *member, now time.Time, why string) Change {
 	m.count++
 	m.ejected, m.until, m.reason, m.capLogged = true, now.Add(d), why, false
 	m.windowStart, m.requests, m.failures, m.latencyNs, m.samples, m.sessions = now, 0, 0, 0, 0, 0
+	m.stalls, m.stallSess = 0, 0
 	j.publish()
 	j.log.Warn().Str("member", m.addr).Str("reason", why).Dur("for", d).Int("ejections", m.count).Msg("member ejected")
 	return Change{Member: m.addr, Ejected: true, Reason: why, Until: m.until}

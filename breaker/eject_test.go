@@ -66,10 +66,17 @@ func TestEjectionDecisions(t *testing.T) {
 		}, "m3", "more than 5.0× the peers' median"},
 		{"stalled requests count as slow failures", func(j *Ejector) {
 			replies(j, "m1", 20, jute.ErrOK, 2*ms)
-			for range 10 {
-				j.Stalled("m2", 600*ms)
+			for i := range 10 {
+				j.Stalled("m2", int64(i)<<40|1)
 			}
 		}, "m2", "failure ratio 1.00"},
+		{"one session's stalls are its load (1 MB writes), not the member's fault", func(j *Ejector) {
+			replies(j, "m1", 20, jute.ErrOK, 2*ms)
+			replies(j, "m2", 13, jute.ErrOK, 2*ms)
+			for range 37 {
+				j.Stalled("m2", 0x77)
+			}
+		}, "", ""},
 		{"a member stalled again and again (gray failure)", func(j *Ejector) {
 			// 800 ms frozen of every second: a request waits past slow_call 3 ticks in 10,
 			// for 15 s; it answers quickly in between, so its failure ratio stays low.

@@ -84,7 +84,9 @@ type Relay struct {
 	MoveTimeout time.Duration `yaml:"move_timeout"`
 	// UnsafeInFlight is what a move does with a write (or anything it cannot repeat) in
 	// flight at the lost member: "connection_loss" answers it and everything behind it
-	// with CONNECTIONLOSS and moves the session; "close" closes the client.
+	// with CONNECTIONLOSS and moves the session; "close" closes the client; "auto" (the
+	// default) answers the clients that know the answer (Java, Curator, C, kazoo) and
+	// closes the others (go-zookeeper, node-zookeeper-client).
 	UnsafeInFlight string `yaml:"unsafe_in_flight"`
 	// Driver runs placed sessions: "epoll" (Linux) or "goroutines"; empty: the OS's best.
 	Driver string `yaml:"driver"`

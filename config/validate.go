@@ -90,8 +90,8 @@ func (f *File) Validate() error {
 		if e.Relay.MoveTimeout < 0 {
 			return bad("relay.move_timeout", "%v: want 0 (a third of the session timeout) or more", e.Relay.MoveTimeout)
 		}
-		if u := e.Relay.UnsafeInFlight; u != proxy.UnsafeConnectionLoss && u != proxy.UnsafeClose {
-			return bad("relay.unsafe_in_flight", "%q: want %s or %s", u, proxy.UnsafeConnectionLoss, proxy.UnsafeClose)
+		if u := e.Relay.UnsafeInFlight; u != proxy.UnsafeAuto && u != proxy.UnsafeConnectionLoss && u != proxy.UnsafeClose {
+			return bad("relay.unsafe_in_flight", "%q: want %s, %s or %s", u, proxy.UnsafeAuto, proxy.UnsafeConnectionLoss, proxy.UnsafeClose)
 		}
 		if d := e.Relay.Driver; d != "" && d != "epoll" && d != "goroutines" {
 			return bad("relay.driver", "%q: want epoll or goroutines", d)

@@ -29,12 +29,14 @@ func memberOf(t *testing.T, g *gate, session int64) string {
 	return ""
 }
 
-// A write in flight cannot be sent again (it may have been applied): when its member is
-// lost, zkgate closes the client instead of moving the session. Every client library
-// then reconnects through zkgate to its session: ephemeral, watches and id intact.
+// A write in flight cannot be sent again (it may have been applied): with
+// unsafe_in_flight close, when its member is lost, zkgate closes the client instead of
+// moving the session (auto does so for clients without the readOnly byte: go-zookeeper,
+// node). Every client library then reconnects through zkgate to its session: ephemeral,
+// watches and id intact.
 func TestWriteInFlightClosesThenReconnects(t *testing.T) {
 	ens := zktest.Start(t, zktest.Config{Members: 3})
-	g := startGate(t, ens, proxy.Config{}, withEjection(func(c *breaker.EjectionConfig) {
+	g := startGate(t, ens, proxy.Config{UnsafeInFlight: proxy.UnsafeClose}, withEjection(func(c *breaker.EjectionConfig) {
 		c.BaseTime, c.MaxTime = 500*time.Millisecond, 500*time.Millisecond
 	}))
 	for _, kind := range moveClients {

@@ -91,7 +91,7 @@ func (r *relay) lose(o *out, now time.Time, why string) (*moveOrder, *ending) {
 		o.client = appendReply(o.client, xid, r.sess.zxid(), jute.ErrOK)
 	}
 	lossAnswered := 0
-	if unsafe != 0 && r.srv.conf().UnsafeInFlight != UnsafeClose {
+	if unsafe != 0 && r.answersLoss() {
 		// The write's outcome is unknown, as it would be to the client directly: it and
 		// everything queued behind it (reads too, which keeps the answers in order) get
 		// CONNECTIONLOSS, and the session moves with nothing in flight. The old member
@@ -176,6 +176,20 @@ func (s *Session) strand() (pings []int32, unsafe jute.OpCode) {
 	}
 	s.compact()
 	return pings, unsafe
+}
+
+// answersLoss: the session's unsafe requests in flight at a member loss are answered with
+// CONNECTIONLOSS (Config.UnsafeInFlight), not by closing the client.
+func (r *relay) answersLoss() bool {
+	switch r.srv.conf().UnsafeInFlight {
+	case UnsafeConnectionLoss:
+		return true
+	case UnsafeAuto:
+		r.sess.mu.Lock()
+		defer r.sess.mu.Unlock()
+		return r.sess.hasReadOnly
+	}
+	return false
 }
 
 // answerLost answers every request the session is owed, in order, when its member is

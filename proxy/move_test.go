@@ -108,7 +108,11 @@ func TestRelayMoveRefused(t *testing.T) {
 		setup func(g *relayRig)
 		want  string
 	}{
+		{"write in flight, unsafe_in_flight auto, no readOnly byte (go-zookeeper)", func(g *relayRig) {
+			g.client(reqFrame(1, jute.OpSetData, &jute.SetDataRequest{Path: "/a", Data: []byte("x"), Version: -1}))
+		}, "a setData was in flight"},
 		{"write in flight, unsafe_in_flight close", func(g *relayRig) {
+			g.r.sess.hasReadOnly = true
 			g.srv.Reconfigure(Config{UnsafeInFlight: UnsafeClose})
 			g.client(reqFrame(1, jute.OpSetData, &jute.SetDataRequest{Path: "/a", Data: []byte("x"), Version: -1}))
 		}, "a setData was in flight"},
@@ -342,6 +346,7 @@ func TestRelayDrain(t *testing.T) {
 	// A member that never answers: past its time the drain gives up, and the move finds
 	// the write in flight and answers it with CONNECTIONLOSS, as a lost member's would.
 	g = newRig(t)
+	g.r.sess.hasReadOnly = true
 	g.client(reqFrame(1, jute.OpSetData, &jute.SetDataRequest{Path: "/a", Data: []byte("v"), Version: -1}))
 	g.toMember()
 	g.r.drain(g.now.Add(time.Second), "test")
@@ -361,6 +366,7 @@ func TestRelayDrain(t *testing.T) {
 // again, and the requests the client sends meanwhile go to the new member.
 func TestRelayMoveAnswersUnsafe(t *testing.T) {
 	g := newRig(t)
+	g.r.sess.hasReadOnly = true // a client that knows CONNECTIONLOSS (unsafe_in_flight auto)
 	watchSetup(g)
 	g.client(getData(6, "/x", false),
 		reqFrame(7, jute.OpCreate, &jute.CreateRequest{Path: "/c", Data: []byte("v"), ACL: []jute.ACL{}}),

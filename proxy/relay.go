@@ -190,6 +190,8 @@ func (r *relay) note(o *out, h jute.RequestHeader, frame []byte, start time.Time
 				f.path, f.watched, f.mode = req.Path, true, -1
 			}
 		}
+		// A read of the ensemble's config: its reply loses the members' client addresses.
+		f.config = h.Type == jute.OpGetData && configRequest(body)
 	case jute.OpAddWatch, jute.OpRemoveWatches:
 		var req jute.PathTypeRequest
 		if jute.Decode(body, &req) == nil {
@@ -258,6 +260,9 @@ func (r *relay) fromMember(o *out, data []byte, now time.Time) (used int, end *e
 			return used, nil
 		}
 		if err := r.reply(o, frame, now); err != nil {
+			if errors.Is(err, errMissedEvents) { // zkgate's decision, logged as such
+				return used, &ending{side: "zkgate", reason: err.Error()}
+			}
 			return used, &ending{side: "member", err: err}
 		}
 		used += len(frame)
@@ -312,6 +317,9 @@ func (r *relay) reply(o *out, frame []byte, now time.Time) error {
 		}
 		if !forward { // zkgate answered it already, while the breaker was open
 			return nil
+		}
+		if f.config { // the members' client addresses stay behind zkgate (zkconfig.go)
+			frame = rewriteConfigReply(frame)
 		}
 	}
 	r.sess.bytesOut.Add(uint64(len(frame)))

@@ -33,13 +33,19 @@ func DefaultConfig() Config {
 	return Config{Name: "default", Policy: LeastConnections, MaxFrame: jute.DefaultMaxFrame,
 		HandshakeTimeout: DefaultHandshakeTimeout, DialTimeout: DefaultDialTimeout, DrainTimeout: DefaultDrainTimeout,
 		Coalesce: DefaultCoalesce, CoalesceShare: DefaultCoalesceShare, Hotspots: DefaultHotspots(),
-		UnsafeInFlight: UnsafeConnectionLoss}
+		UnsafeInFlight: UnsafeAuto}
 }
 
 // Config.UnsafeInFlight settings.
 const (
 	UnsafeConnectionLoss = "connection_loss"
 	UnsafeClose          = "close"
+	// UnsafeAuto answers CONNECTIONLOSS to the clients whose ConnectRequest carries the
+	// readOnly byte (the Java client and Curator, the C client, kazoo: each raises its
+	// connection-loss error, which its retry loops retry) and closes the others
+	// (go-zookeeper has no error for a CONNECTIONLOSS reply: it reads "unknown error: -4",
+	// which nothing retries; node-zookeeper-client, untested that way).
+	UnsafeAuto = "auto"
 )
 
 // Relay drivers (Config.Driver).
@@ -64,9 +70,9 @@ type Config struct {
 	// the session's negotiated timeout.
 	MoveTimeout time.Duration
 	// UnsafeInFlight is what a move does when a request it cannot repeat (a write) is in
-	// flight at the lost member: UnsafeConnectionLoss (the default) answers it and every
-	// request behind it with CONNECTIONLOSS and moves the session; UnsafeClose closes
-	// the client, which reconnects through zkgate.
+	// flight at the lost member: UnsafeConnectionLoss answers it and every request behind
+	// it with CONNECTIONLOSS and moves the session; UnsafeClose closes the client, which
+	// reconnects through zkgate; UnsafeAuto (the default) chooses by client.
 	UnsafeInFlight string
 	// Driver runs placed sessions: DriverEpoll (the default on Linux) or
 	// DriverGoroutines (the default, and the only one, elsewhere).

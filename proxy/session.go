@@ -26,6 +26,7 @@ type inflight struct {
 	hot      string       // its path prefix, as the hot spot tracker keeps it ("" when not counted)
 	mode     int32        // addWatch: its mode; removeWatches: its watcher type; -1 for the others
 	watched  bool         // it may register or remove a watch, by its reply (watchrules.go)
+	config   bool         // getData of /zookeeper/config: its reply loses the members' client addresses (zkconfig.go)
 	frame    []byte       // the request as sent, until push keeps it (repeatable requests only)
 	kept     int64        // where push kept frame, in Session.keep's running offsets
 	keptLen  int32        // 0: nothing kept (the request is not repeated on a move)

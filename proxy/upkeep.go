@@ -104,6 +104,10 @@ func (s *Server) maintain() {
 	}
 }
 
+// stalledSessions is how many of a member's sessions must wait on it past the slow-call
+// threshold at once for the member to count as stalled.
+const stalledSessions = 2
+
 // sweepStalls reports the requests newly stalled past the slow-call threshold, answers
 // what an open breaker owes, and, on a periodic tick, tells the ejector which members kept
 // a request waiting past the threshold.
@@ -112,20 +116,20 @@ func (s *Server) sweepStalls(now time.Time, tick time.Duration) {
 	slow := s.brk.SlowCall()
 	open := s.brk.State() == breaker.Open
 	var stalled []inflight
-	waitedOn := map[string]bool{}
+	waitedOn := map[string]int{} // sessions stalled now, by member
 	for _, cn := range conns {
 		var stalledNow bool
 		stalled, stalledNow = cn.sess.stalls(now, slow, stalled[:0])
 		member := cn.sess.Member()
 		if stalledNow && tick > 0 {
-			waitedOn[member] = true
+			waitedOn[member]++
 		}
 		for _, f := range stalled {
 			age := f.service // how long the member has kept it without answering the session
 			if f.permit {
 				s.brk.Release(0, age, false)
 			}
-			s.ejector().Stalled(member, age)
+			s.ejector().Stalled(member, cn.sess.id)
 			s.obs.Stalled(member, f.op, age)
 		}
 		if open && cn.sess.owes() {
@@ -138,6 +142,13 @@ func (s *Server) sweepStalls(now time.Time, tick time.Duration) {
 		}
 	}
 	if tick > 0 {
-		s.ejector().StallSample(waitedOn, tick)
+		// A member counts as stalled when two sessions or more wait on it at once: one
+		// session's slow requests (its 1 MB writes) are its own load. A member frozen
+		// stalls every busy session on it, and health sees one that stops for good.
+		stalledOn := map[string]bool{}
+		for m, n := range waitedOn {
+			stalledOn[m] = n >= stalledSessions
+		}
+		s.ejector().StallSample(stalledOn, tick)
 	}
 }

@@ -47,7 +47,7 @@ func bindEnsembleFlags(f *pflag.FlagSet, e *config.Ensemble) {
 	f.IntVar(&e.Limits.MaxInFlightSession, "max-in-flight-per-session", e.Limits.MaxInFlightSession, "requests a session may have waiting on its member (0 = no cap)")
 	f.DurationVar(&e.Relay.Coalesce, "coalesce", e.Relay.Coalesce, "under load, the longest a relay loop waits to gather frames per system call (0 = off)")
 	f.Float64Var(&e.Relay.CoalesceShare, "coalesce-share", e.Relay.CoalesceShare, "and at most this share of the members' average reply latency")
-	f.StringVar(&e.Relay.UnsafeInFlight, "unsafe-in-flight", e.Relay.UnsafeInFlight, "a write in flight when a session's member is lost: connection_loss (answer it with CONNECTIONLOSS and move the session) or close (close the client)")
+	f.StringVar(&e.Relay.UnsafeInFlight, "unsafe-in-flight", e.Relay.UnsafeInFlight, "a write in flight when a session's member is lost: connection_loss (answer it with CONNECTIONLOSS and move the session), close (close the client), or auto (connection_loss for clients whose ConnectRequest has the readOnly byte: Java, C, kazoo)")
 	f.DurationVar(&e.Relay.MoveTimeout, "move-timeout", e.Relay.MoveTimeout, "longest a session may take to move off a lost member before its client is closed (0 = a third of the session timeout)")
 	f.StringVar(&e.Relay.Driver, "driver", e.Relay.Driver, "relay driver: epoll (Linux) or goroutines (empty = the OS's best)")
 	f.StringVar(&e.TLS.Listen, "tls-listen", e.TLS.Listen, "a TLS listener for clients (zookeeper.client.secure=true), next to --listen")
