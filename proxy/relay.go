@@ -340,7 +340,13 @@ func (r *relay) outcome(o *out, f inflight, h jute.ReplyHeader, now time.Time) {
 		memberLatency = 0
 	}
 	if f.permit {
-		r.srv.brk.Release(h.Err, memberLatency, false)
+		brkLatency := memberLatency
+		if r.srv.stalledSessions.Load() < stalledSessions {
+			// No two sessions stalled at the last sweep: a slow reply is this session's
+			// load, not the ensemble's trouble (see sweepStalls).
+			brkLatency = min(brkLatency, r.srv.brk.SlowCall())
+		}
+		r.srv.brk.Release(h.Err, brkLatency, false)
 	}
 	if f.xid >= 0 && !f.reported {
 		r.srv.ejector().Reply(r.member, r.sess.id, h.Err, memberLatency)

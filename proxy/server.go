@@ -156,8 +156,11 @@ type Server struct {
 	coalesced, coalescedFor atomic.Int64
 	// session moves done and refused (Totals)
 	moves, movesClosed atomic.Int64
-	readOnlyService    atomic.Bool // ServesReadOnly as of the last view, for its log lines
-	hotAt              time.Time   // the last sampleHot; maintain's
+	// stalledSessions: sessions waiting on their member past the slow-call threshold at
+	// the last stall sweep (slow calls count against the ensemble only from two up)
+	stalledSessions atomic.Int32
+	readOnlyService atomic.Bool // ServesReadOnly as of the last view, for its log lines
+	hotAt           time.Time   // the last sampleHot; maintain's
 
 	mu        sync.Mutex // guards below
 	listeners map[net.Listener]struct{}

@@ -104,8 +104,8 @@ func (s *Server) maintain() {
 	}
 }
 
-// stalledSessions is how many of a member's sessions must wait on it past the slow-call
-// threshold at once for the member to count as stalled.
+// stalledSessions is how many sessions must wait past the slow-call threshold at once
+// for a member to count as stalled, or for slow calls to count against the ensemble.
 const stalledSessions = 2
 
 // sweepStalls reports the requests newly stalled past the slow-call threshold, answers
@@ -115,22 +115,25 @@ func (s *Server) sweepStalls(now time.Time, tick time.Duration) {
 	conns := s.connList(true)
 	slow := s.brk.SlowCall()
 	open := s.brk.State() == breaker.Open
-	var stalled []inflight
+	type stall struct {
+		f      inflight
+		member string
+		id     int64
+	}
+	var stalls []stall
+	var buf []inflight
 	waitedOn := map[string]int{} // sessions stalled now, by member
+	sessions := 0
 	for _, cn := range conns {
 		var stalledNow bool
-		stalled, stalledNow = cn.sess.stalls(now, slow, stalled[:0])
+		buf, stalledNow = cn.sess.stalls(now, slow, buf[:0])
 		member := cn.sess.Member()
-		if stalledNow && tick > 0 {
+		if stalledNow {
+			sessions++
 			waitedOn[member]++
 		}
-		for _, f := range stalled {
-			age := f.service // how long the member has kept it without answering the session
-			if f.permit {
-				s.brk.Release(0, age, false)
-			}
-			s.ejector().Stalled(member, cn.sess.id)
-			s.obs.Stalled(member, f.op, age)
+		for _, f := range buf {
+			stalls = append(stalls, stall{f, member, cn.sess.id})
 		}
 		if open && cn.sess.owes() {
 			cn.amu.Lock()
@@ -140,6 +143,21 @@ func (s *Server) sweepStalls(now time.Time, tick time.Duration) {
 				d.answerOpen(cn)
 			}
 		}
+	}
+	s.stalledSessions.Store(int32(sessions))
+	for _, st := range stalls {
+		age := st.f.service // how long the member has kept it without answering the session
+		if st.f.permit {
+			// The breaker judges the ensemble: a slow call is its business only while
+			// sessions stall together. One session's slow requests (a pipeline of 1 MB
+			// writes) are its own load; a hung leader or a hung member stalls them all.
+			if sessions < stalledSessions {
+				age = 0
+			}
+			s.brk.Release(0, age, false)
+		}
+		s.ejector().Stalled(st.member, st.id)
+		s.obs.Stalled(st.member, st.f.op, st.f.service)
 	}
 	if tick > 0 {
 		// A member counts as stalled when two sessions or more wait on it at once: one
