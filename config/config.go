@@ -29,6 +29,9 @@ type File struct {
 type Admin struct {
 	Listen      string `yaml:"listen"`       // "" turns it off
 	AllowPublic bool   `yaml:"allow_public"` // a non-loopback listen address must be asked for
+	// Pprof serves Go's profiles at /debug/pprof/ (off by default; loopback only, since a
+	// profile shows what zkgate is doing and a CPU profile costs while it runs).
+	Pprof bool `yaml:"pprof"`
 }
 
 // Log is logging.

@@ -52,6 +52,9 @@ func TestErrors(t *testing.T) {
 		{"bad routing", base + "    routing: random\n", `zk.yaml:5: ensembles[0].routing: "random"`},
 		{"public admin", "admin:\n  listen: 0.0.0.0:9181\n" + base, "admin.listen: 0.0.0.0:9181 is not a loopback address"},
 		{"not yaml", "ensembles: [\n", "zk.yaml:"},
+		{"pprof on a public admin", "admin:\n  listen: 0.0.0.0:9181\n  allow_public: true\n  pprof: true\n" + base, "admin.pprof: the profiles are served on a loopback admin address only"},
+		{"unknown unsafe_in_flight", base + "    relay:\n      unsafe_in_flight: retry\n", `ensembles[0].relay.unsafe_in_flight: "retry": want auto, connection_loss or close`},
+		{"min_sessions 0", base + "    ejection:\n      min_sessions: 0\n", "ensembles[0].ejection.min_sessions: min_sessions 0: want at least 1"},
 		{"coalesce too long", base + "    relay:\n      coalesce: 1s\n", "zk.yaml:6: ensembles[0].relay.coalesce: 1s: want 0 (off) to 100ms"},
 		{"coalesce share 0", base + "    relay:\n      coalesce_share: 0\n", "zk.yaml:6: ensembles[0].relay.coalesce_share: 0: want more than 0"},
 	} {

@@ -18,6 +18,9 @@ func (f *File) Validate() error {
 	if f.Admin.Listen != "" && !f.Admin.AllowPublic && !isLoopback(f.Admin.Listen) {
 		return &Error{Key: "admin.listen", Msg: fmt.Sprintf("%s is not a loopback address; set admin.allow_public (or --admin-allow-public) to expose it", f.Admin.Listen)}
 	}
+	if f.Admin.Pprof && (f.Admin.Listen == "" || !isLoopback(f.Admin.Listen)) {
+		return &Error{Key: "admin.pprof", Msg: fmt.Sprintf("the profiles are served on a loopback admin address only (admin.listen is %q)", f.Admin.Listen)}
+	}
 	if _, _, err := net.SplitHostPort(f.Admin.Listen); f.Admin.Listen != "" && err != nil {
 		return &Error{Key: "admin.listen", Msg: err.Error()}
 	}

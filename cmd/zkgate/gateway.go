@@ -158,7 +158,7 @@ func (g *gateway) apply(n config.Ensemble) (changed, restart []string) {
 		g.mon = g.newMonitor(n)
 		g.srv.SetViews(g.mon)
 		g.mon.Subscribe(g.srv.ApplyView)
-	g.mon.SetProgress(g.srv.LastAnswer)
+		g.mon.SetProgress(g.srv.LastAnswer)
 		old.Close()
 		changed = append(changed, "members and health")
 	}

@@ -109,7 +109,12 @@ func serveReloadable(ctx context.Context, f config.File, source func() (config.F
 		sampling, stopSampling := context.WithCancel(context.Background())
 		defer stopSampling()
 		go rt.adm.Sample(sampling, sampleEvery) // the status page's charts
-		hs := &http.Server{Handler: rt.adm.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		handler := rt.adm.Handler()
+		if f.Admin.Pprof {
+			handler = withPprof(handler)
+			log.Warn().Str("admin", info.Admin).Msg("profiles served at /debug/pprof/ (admin.pprof)")
+		}
+		hs := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 		go hs.Serve(aln)
 		defer hs.Close()
 		log.Info().Str("admin", info.Admin).Msg("admin server: /, /metrics, /healthz, /readyz, /api/v1/status, POST /-/reload")

@@ -74,7 +74,7 @@ func bindEnsembleFlags(f *pflag.FlagSet, e *config.Ensemble) {
 
 type serveOptions struct {
 	configPath, adminListen, logLevel, logFormat string
-	adminPublic, check                           bool
+	adminPublic, adminPprof, check               bool
 	ens                                          config.Ensemble // flag values; applied where given
 }
 
@@ -115,6 +115,7 @@ func newServeCmd() *cobra.Command {
 	fl.BoolVar(&o.check, "check", false, "check the configuration and exit")
 	fl.StringVar(&o.adminListen, "admin", d.Admin.Listen, "admin HTTP address (/, /metrics, /healthz, /readyz, /api/v1/status); empty disables")
 	fl.BoolVar(&o.adminPublic, "admin-allow-public", false, "allow the admin server on a non-loopback address")
+	fl.BoolVar(&o.adminPprof, "pprof", false, "serve Go's profiles at /debug/pprof/ on the admin address (loopback only)")
 	fl.StringVar(&o.logLevel, "log-level", d.Log.Level, "debug, info, warn or error")
 	fl.StringVar(&o.logFormat, "log-format", d.Log.Format, "json, console, or auto (console on a terminal)")
 	bindEnsembleFlags(fl, &o.ens)
@@ -139,6 +140,9 @@ func (o *serveOptions) resolve(fl *pflag.FlagSet) (config.File, error) {
 	}
 	if fl.Changed("admin-allow-public") {
 		f.Admin.AllowPublic = o.adminPublic
+	}
+	if fl.Changed("pprof") {
+		f.Admin.Pprof = o.adminPprof
 	}
 	if fl.Changed("log-level") {
 		f.Log.Level = o.logLevel
