@@ -38,6 +38,8 @@ type result struct {
 	stalled           int    // requests past the slow-call threshold (slow calls)
 	ejections         int    // members ejected
 
+	detection detection
+
 	problems []string // every check that failed, in words
 }
 
@@ -51,7 +53,7 @@ func (res *result) fail(format string, args ...any) {
 // changes happen now, after the fault, on a healthy ensemble.
 func (r *run) check(ctx context.Context) (*result, error) {
 	res := &result{name: r.sc.name, desc: r.sc.desc, disconnects: map[string]int{},
-		failedLoss: map[string]int{}, failedRej: map[string]int{}}
+		failedLoss: map[string]int{}, failedRej: map[string]int{}, detection: r.detection()}
 	if err := waitUntil(ctx, 60*time.Second, "every session connected again", func() bool {
 		for _, c := range r.clients {
 			if !c.isConnected() {

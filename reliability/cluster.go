@@ -28,6 +28,13 @@ func ensembleConfig(dir string) zktest.Config {
 		Extra: map[string]string{"maxSessionTimeout": "60000"}}
 }
 
+// zkgateBin is the zkgate every gate of a run starts: the binary, and arguments appended
+// to each gate's own (-zkgate-args), so that one build or setting can be set against another.
+type zkgateBin struct {
+	path string // empty: no zkgate (direct)
+	args []string
+}
+
 // buildZkgate builds the binary once for every gate of the run.
 func buildZkgate(dir string) (string, error) {
 	bin := filepath.Join(dir, "zkgate")
@@ -47,19 +54,20 @@ type gate struct {
 	done                    chan struct{}
 }
 
-// startGate runs zkgate in front of members, with its log in dir.
-func startGate(ctx context.Context, bin, dir string, n int, members []string, extra ...string) (*gate, error) {
+// startGate runs zkgate in front of members, with its log in dir: extra, then bin.args.
+func startGate(ctx context.Context, bin zkgateBin, dir string, n int, members []string, extra ...string) (*gate, error) {
 	ports, err := zktest.FreePorts(2)
 	if err != nil {
 		return nil, err
 	}
-	g := &gate{bin: bin,
+	g := &gate{bin: bin.path,
 		listen: "127.0.0.1:" + strconv.Itoa(ports[0]),
 		admin:  "127.0.0.1:" + strconv.Itoa(ports[1]),
 		log:    filepath.Join(dir, fmt.Sprintf("zkgate-%d.log", n)),
 	}
 	g.args = append([]string{"serve", "--name", "rel", "--listen", g.listen, "--admin", g.admin,
 		"--ensemble", strings.Join(members, ","), "--log-format", "json"}, extra...)
+	g.args = append(g.args, bin.args...)
 	return g, g.start(ctx)
 }
 

@@ -37,6 +37,7 @@ func scenarios() []scenario {
 		with("kill-leader", "kill -9 the leader, restart it 5 s later", faultKill(leader)),
 		with("kill-follower", "kill -9 a follower, restart it 5 s later", faultKill(busiestFollower)),
 		with("pause-member", "SIGSTOP the follower serving most active clients for 10 s", faultPause),
+		with("pause-leader", "SIGSTOP the leader for 10 s (a hung leader)", faultPauseLeader),
 		with("quorum-loss", "kill -9 the leader and a follower for 10 s", faultQuorumLoss),
 		with("rolling-restart", "restart each member in turn (SIGTERM), the leader last", faultRolling),
 		killGate,
@@ -119,6 +120,7 @@ func faultKill(pick func(context.Context, *run) (*zktest.Member, error)) func(co
 			return err
 		}
 		r.log("  kill -9 member %d", m.ID)
+		r.inject(ctx)
 		m.Kill()
 		if err := sleepCtx(ctx, 5*time.Second); err != nil {
 			return err
@@ -132,11 +134,27 @@ func faultPause(ctx context.Context, r *run) error {
 	if err != nil {
 		return err
 	}
+	return pauseFor(ctx, r, m, 10*time.Second)
+}
+
+// faultPauseLeader is a hung leader: its followers stop hearing from it after syncLimit
+// and elect another; zkgate's sessions on it wait until health or the stall rules see it.
+func faultPauseLeader(ctx context.Context, r *run) error {
+	m, err := r.ens.Leader()
+	if err != nil {
+		return err
+	}
+	return pauseFor(ctx, r, m, 10*time.Second)
+}
+
+// pauseFor freezes m (SIGSTOP) for d, then lets it go on (SIGCONT).
+func pauseFor(ctx context.Context, r *run, m *zktest.Member, d time.Duration) error {
 	r.log("  SIGSTOP member %d", m.ID)
+	r.inject(ctx)
 	if err := m.Pause(); err != nil {
 		return err
 	}
-	err = sleepCtx(ctx, 10*time.Second)
+	err := sleepCtx(ctx, d)
 	return errors.Join(err, m.Resume())
 }
 
@@ -150,6 +168,7 @@ func faultQuorumLoss(ctx context.Context, r *run) error {
 		return err
 	}
 	r.log("  kill -9 members %d (leader) and %d", l.ID, f.ID)
+	r.inject(ctx)
 	l.Kill()
 	f.Kill()
 	if err := sleepCtx(ctx, 10*time.Second); err != nil {
@@ -166,6 +185,7 @@ func faultRolling(ctx context.Context, r *run) error {
 	order := append(r.ens.Followers(), l)
 	for _, m := range order {
 		r.log("  restart member %d", m.ID)
+		r.inject(ctx)
 		if err := m.Restart(); err != nil {
 			return err
 		}
@@ -183,6 +203,7 @@ func faultRolling(ctx context.Context, r *run) error {
 func faultKillGate(ctx context.Context, r *run) error {
 	g := r.gates[0]
 	r.log("  kill -9 zkgate %s", g.listen)
+	r.inject(ctx, g)
 	g.kill()
 	if err := sleepCtx(ctx, 10*time.Second); err != nil {
 		return err
@@ -197,6 +218,7 @@ func faultSlow(ctx context.Context, r *run) error {
 	}
 	r.log("  pulse SIGSTOP/SIGCONT on member %d", m.ID)
 	end := time.Now().Add(15 * time.Second)
+	r.inject(ctx)
 	for time.Now().Before(end) {
 		if err := m.Pause(); err != nil {
 			return err

@@ -179,11 +179,11 @@ func (h *heavyRun) closeConns() {
 }
 
 // runHeavy runs one heavy scenario on both sides and compares them.
-func runHeavy(ctx context.Context, sc heavyScenario, dir, bin string, logf func(string, ...any)) (*heavyResult, error) {
+func runHeavy(ctx context.Context, sc heavyScenario, dir string, bin zkgateBin, logf func(string, ...any)) (*heavyResult, error) {
 	res := &heavyResult{name: sc.name, desc: sc.desc}
 	var err error
 	logf("%s: direct: %s", sc.name, sc.desc)
-	if res.direct, err = runHeavySide(ctx, sc, filepath.Join(dir, "direct"), "", logf); err != nil {
+	if res.direct, err = runHeavySide(ctx, sc, filepath.Join(dir, "direct"), zkgateBin{}, logf); err != nil {
 		return nil, fmt.Errorf("%s direct: %w", sc.name, err)
 	}
 	logf("%s: through zkgate", sc.name)
@@ -221,9 +221,9 @@ func runHeavy(ctx context.Context, sc heavyScenario, dir, bin string, logf func(
 	return res, nil
 }
 
-// runHeavySide starts a fresh ensemble (and zkgate in front when bin is set), prepares it
+// runHeavySide starts a fresh ensemble (and zkgate in front when bin.path is set), prepares it
 // straight at the members, runs the load against the target and reads zkgate's figures.
-func runHeavySide(ctx context.Context, sc heavyScenario, dir, bin string, logf func(string, ...any)) (side, error) {
+func runHeavySide(ctx context.Context, sc heavyScenario, dir string, bin zkgateBin, logf func(string, ...any)) (side, error) {
 	if err := mkdir(dir); err != nil {
 		return side{}, err
 	}
@@ -239,7 +239,7 @@ func runHeavySide(ctx context.Context, sc heavyScenario, dir, bin string, logf f
 	defer ens.Close()
 	h := &heavyRun{sc: sc, dir: dir, ens: ens, log: logf, failed: map[string]string{}}
 	defer h.closeConns()
-	if bin != "" {
+	if bin.path != "" {
 		conf, err := heavyGateConfig(dir, ens.Addrs())
 		if err != nil {
 			return side{}, err

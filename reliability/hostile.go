@@ -33,7 +33,7 @@ var hostileGateArgs = []string{"--log-level", "info", "--handshake-timeout", "60
 
 // hostileSuite runs every hostile step against one zkgate, while witness sessions keep
 // working through it. Each step must cost only its own connections.
-func hostileSuite(ctx context.Context, dir, bin string, logf func(string, ...any)) ([]hostileResult, error) {
+func hostileSuite(ctx context.Context, dir string, bin zkgateBin, logf func(string, ...any)) ([]hostileResult, error) {
 	hdir := filepath.Join(dir, "hostile")
 	if err := mkdir(hdir); err != nil {
 		return nil, err

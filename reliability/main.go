@@ -12,8 +12,11 @@
 //	go run ./reliability -short               # kill-leader and the two cheapest heavy scenarios, for CI
 //	go run ./reliability -scenarios heavy -hostile=false   # the heavy scenarios only
 //	go run ./reliability -direct -hostile=false   # the workload straight at the members
+//	go run ./reliability -scenarios faults -hostile=false -zkgate-bin /tmp/zkgate-before.bin   # another build
+//	go run ./reliability -scenarios faults -hostile=false -zkgate-args "--unsafe-in-flight connection_loss"
 //
-// Run it from the repository root: it builds zkgate from ./cmd/zkgate.
+// Run it from the repository root: it builds zkgate from ./cmd/zkgate, unless -zkgate-bin
+// names a binary.
 package main
 
 import (
@@ -36,12 +39,14 @@ func main() {
 	hostile := flag.Bool("hostile", true, "run the hostile-input and flood steps after the scenarios")
 	out := flag.String("out", "", "write the results into this markdown file (RELIABILITY.md)")
 	keep := flag.Bool("keep", false, "keep the working directory (logs, linearizability.html)")
+	bin := flag.String("zkgate-bin", "", "run this zkgate binary instead of building ./cmd/zkgate (a before/after comparison)")
+	args := flag.String("zkgate-args", "", "arguments appended to every zkgate's own, split at spaces (\"--unsafe-in-flight connection_loss\")")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ok, err := suite(ctx, options{names: *names, short: *short, direct: *direct, hostile: *hostile && !*short && !*direct,
-		out: *out, keep: *keep})
+		out: *out, keep: *keep, bin: *bin, args: strings.Fields(*args)})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "reliability:", err)
 		os.Exit(2)
@@ -58,6 +63,8 @@ type options struct {
 	short, direct, hostile bool
 	out                    string
 	keep                   bool
+	bin                    string   // a prebuilt zkgate; empty: build ./cmd/zkgate
+	args                   []string // appended to every zkgate's arguments
 }
 
 func suite(ctx context.Context, o options) (bool, error) {
@@ -88,13 +95,13 @@ func suite(ctx context.Context, o options) (bool, error) {
 			return false, err
 		}
 	}
-	bin := ""
-	if !o.direct || o.hostile {
-		if bin, err = buildZkgate(dir); err != nil {
+	bin := zkgateBin{path: o.bin, args: o.args}
+	if bin.path == "" && (!o.direct || o.hostile) {
+		if bin.path, err = buildZkgate(dir); err != nil {
 			return false, err
 		}
 	}
-	rep := report{command: command(o), began: time.Now(), direct: o.direct}
+	rep := report{command: command(o), began: time.Now(), direct: o.direct, bin: o.bin, args: o.args}
 	for _, sc := range list {
 		sdir := filepath.Join(dir, sc.name)
 		if err := mkdir(sdir); err != nil {
@@ -156,6 +163,12 @@ func command(o options) string {
 	}
 	if !o.hostile && !o.short && !o.direct {
 		args = append(args, "-hostile=false")
+	}
+	if o.bin != "" {
+		args = append(args, "-zkgate-bin", o.bin)
+	}
+	if len(o.args) > 0 {
+		args = append(args, "-zkgate-args", `"`+strings.Join(o.args, " ")+`"`)
 	}
 	if o.out != "" {
 		args = append(args, "-out", o.out)

@@ -16,6 +16,8 @@ type report struct {
 	began   time.Time
 	took    time.Duration
 	direct  bool
+	bin     string   // -zkgate-bin, when not built from the tree
+	args    []string // -zkgate-args
 	results []*result
 	heavy   []*heavyResult
 	hostile []hostileResult
@@ -49,8 +51,8 @@ func verdict(problems []string) string {
 
 // line is one scenario's summary for the terminal.
 func (res *result) line() string {
-	return fmt.Sprintf("%-16s linearizable=%s ops=%d unknown=%d (%s) creates=%d lost=%d ephemerals=%d lost=%d watches=%d missed=%d dup=%d expired=%d disconnects=%v loss=%v rejects=%v longest=%v moves=%d closed=%d breaker-opened=%d slow-calls=%d ejections=%d: %s",
-		res.name, res.linear, res.ops, res.unknownOps, res.resolved, res.acked, res.lostCreates, res.ephemerals, res.lostEphemeral,
+	return fmt.Sprintf("%-16s reacted=%q noticed=%s linearizable=%s ops=%d unknown=%d (%s) creates=%d lost=%d ephemerals=%d lost=%d watches=%d missed=%d dup=%d expired=%d disconnects=%v loss=%v rejects=%v longest=%v moves=%d closed=%d breaker-opened=%d slow-calls=%d ejections=%d: %s",
+		res.name, res.detection.reactedCell(), res.detection.noticedCell(), res.linear, res.ops, res.unknownOps, res.resolved, res.acked, res.lostCreates, res.ephemerals, res.lostEphemeral,
 		res.watches, res.missed, res.dup, res.expired, res.disconnects, res.failedLoss, res.failedRej,
 		res.longest.Round(time.Millisecond), res.moved, res.moveClosed, res.breakerOpened, res.stalled, res.ejections, verdict(res.problems))
 }
@@ -81,22 +83,30 @@ func (rep *report) header(b *strings.Builder) {
 
 func (rep *report) scenarioTable() string {
 	var b strings.Builder
-	target := "zkgate in front (defaults; 2 instances for kill-zkgate)"
+	settings := "defaults"
+	if len(rep.args) > 0 {
+		settings = "defaults and `" + strings.Join(rep.args, " ") + "`"
+	}
+	target := "zkgate in front (" + settings + "; 2 instances for kill-zkgate)"
+	if rep.bin != "" {
+		target = "zkgate `" + rep.bin + "` in front (" + settings + "; 2 instances for kill-zkgate)"
+	}
 	if rep.direct {
 		target = "clients straight to the members (baseline)"
 	}
 	fmt.Fprintf(&b, "Target: %s. ", target)
 	rep.header(&b)
-	b.WriteString("| scenario | fault | linearizable (ops; unknown: took effect / did not / left to the checker) | acked creates (lost) | ephemerals (lost) | watches (missed, twice) | expired | disconnects idle / register / create | failed: connection loss | failed: reject code | longest unserved | zkgate moves (closed) | breaker opened / slow calls / ejections | result |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "*zkgate reacted*: from the fault's injection to the first change on a gate's /metrics (polled every %v for up to %v): a session move, a member ejected, a member down, a breaker transition. *Clients noticed*: to the first disconnect any workload client saw.\n\n", detectEvery, detectFor)
+	b.WriteString("| scenario | fault | zkgate reacted | clients noticed | linearizable (ops; unknown: took effect / did not / left to the checker) | acked creates (lost) | ephemerals (lost) | watches (missed, twice) | expired | disconnects idle / register / create | failed: connection loss | failed: reject code | longest unserved | zkgate moves (closed) | breaker opened / slow calls / ejections | result |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rep.results {
 		moves, gate := "–", "–"
 		if !rep.direct {
 			moves = fmt.Sprintf("%d (%d)", r.moved, r.moveClosed)
 			gate = fmt.Sprintf("%d / %d / %d", r.breakerOpened, r.stalled, r.ejections)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s (%d; %d: %s) | %d (%d) | %d (%d) | %d (%d, %d) | %d | %s | %s | %s | %v | %s | %s | %s |\n",
-			r.name, r.desc, r.linear, r.ops, r.unknownOps, r.resolved, r.acked, r.lostCreates, r.ephemerals, r.lostEphemeral,
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s (%d; %d: %s) | %d (%d) | %d (%d) | %d (%d, %d) | %d | %s | %s | %s | %v | %s | %s | %s |\n",
+			r.name, r.desc, r.detection.reactedCell(), r.detection.noticedCell(), r.linear, r.ops, r.unknownOps, r.resolved, r.acked, r.lostCreates, r.ephemerals, r.lostEphemeral,
 			r.watches, r.missed, r.dup, r.expired, byClass(r.disconnects), byClass(r.failedLoss), byClass(r.failedRej),
 			r.longest.Round(10*time.Millisecond), moves, gate, verdict(r.problems))
 	}

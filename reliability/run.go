@@ -22,7 +22,7 @@ type run struct {
 	dir    string
 	ens    *zktest.Ensemble
 	gates  []*gate
-	bin    string
+	bin    zkgateBin
 	direct bool
 	log    func(format string, args ...any)
 
@@ -31,6 +31,7 @@ type run struct {
 	clients []*client
 	acked   [][]string // per create client
 	admin   *zk.Conn   // straight to the members: setup and checks
+	detect  detector
 }
 
 // servers is what the workload's clients list in their connect string.
@@ -171,6 +172,8 @@ func (r *run) execute(ctx context.Context) (*result, error) {
 		// The rest of the scenario's time, and at least the settle time, on a healthy ensemble.
 		faultErr = sleepCtx(ctx, max(r.sc.after, r.sc.length-time.Since(began)))
 	}
+	// The detection poll runs up to detectFor from the injection, with the workload on.
+	r.detect.wg.Wait()
 	stopWork()
 	waited := make(chan struct{})
 	go func() { wg.Wait(); close(waited) }()

@@ -42,8 +42,9 @@ type client struct {
 	mu          sync.Mutex
 	first       int64 // session id at setup
 	connected   bool
-	disconnects int // times the session lost its connection
-	expired     int // StateExpired events
+	disconnects int         // times the session lost its connection
+	disconnAt   []time.Time // when, each time
+	expired     int         // StateExpired events
 	fired       map[string]int
 	failedLoss  int // operations failed with connection loss (or the client not connected)
 	failedRej   int // operations answered with the reject code
@@ -90,12 +91,25 @@ func (c *client) event(ev zk.Event) {
 	case zk.StateDisconnected:
 		if c.connected {
 			c.disconnects++
+			c.disconnAt = append(c.disconnAt, time.Now())
 		}
 		c.connected = false
 	case zk.StateExpired:
 		c.expired++
 		c.connected = false
 	}
+}
+
+// disconnectedSince is the client's first disconnect at or after t.
+func (c *client) disconnectedSince(t time.Time) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, at := range c.disconnAt {
+		if !at.Before(t) {
+			return at, true
+		}
+	}
+	return time.Time{}, false
 }
 
 func (c *client) isConnected() bool {
@@ -144,7 +158,13 @@ func (c *client) result(err error) outcome {
 	return outOK
 }
 
+// isLoss: the connection-loss errors, and CONNECTIONLOSS (-4) as a reply, which zkgate
+// sends for a write in flight at a member loss (relay.unsafe_in_flight connection_loss) and
+// go-zookeeper, which does not name that code, reports as "unknown error: -4".
 func isLoss(err error) bool {
+	if strings.HasSuffix(err.Error(), "unknown error: -4") {
+		return true
+	}
 	for _, e := range []error{zk.ErrConnectionClosed, zk.ErrNoServer, zk.ErrClosing, zk.ErrSessionExpired, zk.ErrSessionMoved} {
 		if errors.Is(err, e) {
 			return true
