@@ -266,6 +266,7 @@ func (r *relay) attached(o *out, member string, resp *jute.ConnectResponse, now 
 	r.state = relaying
 	took := now.Sub(r.lostAt)
 	r.srv.moves.Add(1)
+	r.srv.movedAt.Store(now.UnixNano())
 	r.srv.obs.Moved(from, member, MovedOK, took)
 	r.srv.log.Info().Str("session", fmt.Sprintf("0x%x", r.sess.id)).Str("client", r.sess.Client).
 		Str("from", from).Str("to", member).Str("why", r.lostWhy).Dur("took", took).

@@ -568,3 +568,32 @@ func TestRelayRefusesReconfig(t *testing.T) {
 		t.Fatalf("%d permits held", held)
 	}
 }
+
+// Right after a move the members that took the moved sessions answer slowly while they
+// re-establish them (a thousand sessions off a killed member each revalidate with the
+// leader): that is the move's own load, not a fault, and slow calls then count neither
+// against the ensemble nor against the member. Past the settling time they count again,
+// once sessions stall together.
+func TestSettlingAfterMove(t *testing.T) {
+	g := newRig(t)
+	slow := g.srv.brk.SlowCall()
+	now := time.Now()
+	if g.srv.settling(now) {
+		t.Fatal("settling before any move")
+	}
+	g.srv.stalledSessions.Store(5)
+	if !g.srv.countsSlow(now) {
+		t.Fatal("five sessions stalled, no move: slow calls must count")
+	}
+	g.srv.movedAt.Store(now.UnixNano())
+	if !g.srv.settling(now.Add(slow)) || g.srv.countsSlow(now.Add(slow)) {
+		t.Fatal("slow calls counted while a move settles")
+	}
+	if g.srv.settling(now.Add(3*slow)) || !g.srv.countsSlow(now.Add(3*slow)) {
+		t.Fatal("still settling long after the move")
+	}
+	g.srv.stalledSessions.Store(1)
+	if g.srv.countsSlow(now.Add(3 * slow)) {
+		t.Fatal("one stalled session counted as the ensemble's trouble")
+	}
+}

@@ -341,9 +341,9 @@ func (r *relay) outcome(o *out, f inflight, h jute.ReplyHeader, now time.Time) {
 	}
 	if f.permit {
 		brkLatency := memberLatency
-		if r.srv.stalledSessions.Load() < stalledSessions {
-			// No two sessions stalled at the last sweep: a slow reply is this session's
-			// load, not the ensemble's trouble (see sweepStalls).
+		if !r.srv.countsSlow(now) {
+			// No two sessions stalled at the last sweep, or a move settling: a slow reply
+			// is load, not the ensemble's trouble (see sweepStalls).
 			brkLatency = min(brkLatency, r.srv.brk.SlowCall())
 		}
 		r.srv.brk.Release(h.Err, brkLatency, false)

@@ -159,6 +159,9 @@ type Server struct {
 	// stalledSessions: sessions waiting on their member past the slow-call threshold at
 	// the last stall sweep (slow calls count against the ensemble only from two up)
 	stalledSessions atomic.Int32
+	// movedAt is when the last session move attached (unix ns): the members that took
+	// moved sessions are busy re-establishing them for a while (settling)
+	movedAt atomic.Int64
 	readOnlyService atomic.Bool // ServesReadOnly as of the last view, for its log lines
 	hotAt           time.Time   // the last sampleHot; maintain's
 

@@ -104,6 +104,21 @@ func (s *Server) maintain() {
 	}
 }
 
+// settling reports the time right after a session move (twice the slow-call threshold):
+// the members that took the moved sessions answer slowly while they re-establish them
+// (a thousand sessions off a killed member each revalidate with the leader), which is
+// the move's own load, not a fault. The fault that caused the move was counted already.
+func (s *Server) settling(now time.Time) bool {
+	at := s.movedAt.Load()
+	return at != 0 && now.UnixNano()-at < int64(2*s.brk.SlowCall())
+}
+
+// countsSlow reports whether a slow call now counts against the ensemble: sessions
+// stall together (two or more at the last sweep) and no move is settling.
+func (s *Server) countsSlow(now time.Time) bool {
+	return s.stalledSessions.Load() >= stalledSessions && !s.settling(now)
+}
+
 // stalledSessions is how many sessions must wait past the slow-call threshold at once
 // for a member to count as stalled, or for slow calls to count against the ensemble.
 const stalledSessions = 2
@@ -145,18 +160,21 @@ func (s *Server) sweepStalls(now time.Time, tick time.Duration) {
 		}
 	}
 	s.stalledSessions.Store(int32(sessions))
+	settling := s.settling(now)
 	for _, st := range stalls {
 		age := st.f.service // how long the member has kept it without answering the session
 		if st.f.permit {
 			// The breaker judges the ensemble: a slow call is its business only while
 			// sessions stall together. One session's slow requests (a pipeline of 1 MB
 			// writes) are its own load; a hung leader or a hung member stalls them all.
-			if sessions < stalledSessions {
+			if sessions < stalledSessions || settling {
 				age = 0
 			}
 			s.brk.Release(0, age, false)
 		}
-		s.ejector().Stalled(st.member, st.id)
+		if !settling {
+			s.ejector().Stalled(st.member, st.id)
+		}
 		s.obs.Stalled(st.member, st.f.op, st.f.service)
 	}
 	if tick > 0 {
