@@ -1,13 +1,27 @@
-.PHONY: test demo bench bench-idle bench-micro lint build reliability reliability-short fuzz
+.PHONY: test demo package setup bench bench-idle bench-micro lint build reliability reliability-short fuzz
 
 build:
 	go build -o bin/zkgate ./cmd/zkgate
 
+# Each installs what is missing first (scripts/setup.sh says what; without root it prints
+# the one command to run instead). ZKGATE_SETUP=skip skips that.
 test:
+	bash scripts/setup.sh test
 	go test -race -count=1 ./...
+	cd deploy/kubernetes && go test -count=1 ./...
 
 demo:
+	bash scripts/setup.sh demo
 	go run ./cmd/zkgate demo
+
+# everything .ci/run needs, installed (or the command to install it)
+setup:
+	bash scripts/setup.sh ci
+
+# dist/zkgate_<version>_<arch>.deb: /usr/bin/zkgate, /etc/zkgate/zkgate.yaml, zkgate.service
+# (VERSION and GOARCH may be set)
+package:
+	bash packaging/build-deb.sh
 
 # direct vs zkgate vs HAProxy on a real ensemble (installs haproxy when missing)
 bench:
