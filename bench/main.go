@@ -6,6 +6,7 @@
 //	go run ./bench                       # the default scenarios, a markdown table on stdout
 //	go run ./bench -rounds 5 -duration 10s -out BENCHMARKS.md
 //	go run ./bench -idle 10000           # RSS per idle session through zkgate
+//	go run ./bench -targets direct,zkgate,haproxy,floor -profile /tmp/prof
 //
 // Each scenario runs against the targets interleaved (direct, zkgate, haproxy, direct,
 // ...) for -rounds rounds and reports medians. The load is closed-loop: N sessions each
@@ -20,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -29,7 +31,7 @@ import (
 	"github.com/zkgate/zkgate/internal/zktest"
 )
 
-var zkgateProcs, zkgateFlags string
+var zkgateProcs, zkgateFlags, profileDir string
 
 type scenario struct {
 	name        string
@@ -50,6 +52,7 @@ func main() {
 	out := flag.String("out", "", "also write the report to this markdown file")
 	flag.StringVar(&zkgateProcs, "zkgate-gomaxprocs", "", "GOMAXPROCS for the zkgate process (default: Go's)")
 	flag.StringVar(&zkgateFlags, "zkgate-flags", "", "more flags for zkgate serve, e.g. \"--coalesce 0\"")
+	flag.StringVar(&profileDir, "profile", "", "run zkgate with --pprof and write its CPU profile of each scenario's last round to DIR/zkgate-TARGET-SCENARIO.pprof")
 	flag.Parse()
 
 	if err := run(*rounds, *duration, *mixFlag, *valueSize, *targetsFlag, *scenariosFlag, *gozk, *idle, *idleFor, *out); err != nil {
@@ -69,6 +72,11 @@ func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targ
 		return err
 	}
 	raiseFileLimit()
+	if profileDir != "" {
+		if err := os.MkdirAll(profileDir, 0o755); err != nil {
+			return err
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
@@ -126,6 +134,14 @@ func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targ
 			}
 			defer tg.stop()
 			targets[t] = tg
+		case t == "floor":
+			// the cheapest relay of the same traffic (bench/floor)
+			f, err := startFloor(dir, ens.Addrs())
+			if err != nil {
+				return err
+			}
+			defer f.stop()
+			targets[t] = f
 		case t == "zkgate-nohot":
 			// zkgate with hot spots off: what they cost (zkgate ÷ zkgate-nohot)
 			g, err := startZkgate(dir, ens.Addrs(), t, "--hotspots=false")
@@ -135,7 +151,7 @@ func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targ
 			defer g.stop()
 			targets[t] = g
 		case targets[t] == nil:
-			return fmt.Errorf("unknown target %q (direct, zkgate, zkgate-nohot, zkgate-tls, haproxy, haproxy-tls)", t)
+			return fmt.Errorf("unknown target %q (direct, zkgate, zkgate-nohot, zkgate-tls, haproxy, haproxy-tls, floor)", t)
 		}
 		order = append(order, t)
 	}
@@ -149,11 +165,19 @@ func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targ
 	// Paired figures: each round's proxy run against the same round's direct (and HAProxy)
 	// run, minutes apart, then the median over rounds; the ensemble's drift between rounds
 	// cancels out of them.
-	var paired, hot strings.Builder
+	var paired, hot, split strings.Builder
+	var profiles []string
+	fmt.Fprintln(&split, "| scenario | target | CPU µs/op | user µs/op | system µs/op | system share |")
+	fmt.Fprintln(&split, "|---|---|---:|---:|---:|---:|")
+	_, withFloor := targets["floor"]
+	floorCol := ""
+	if withFloor {
+		floorCol = " CPU per op ÷ the floor's |"
+	}
 	fmt.Fprintln(&hot, "| scenario | zkgate CPU per op ÷ zkgate's with hot spots off |")
 	fmt.Fprintln(&hot, "|---|---:|")
-	fmt.Fprintln(&paired, "| scenario | target | added p50 | added p99 | CPU per op ÷ HAProxy's (TLS: ÷ HAProxy's with TLS) |")
-	fmt.Fprintln(&paired, "|---|---|---:|---:|---:|")
+	fmt.Fprintf(&paired, "| scenario | target | added p50 | added p99 | CPU per op ÷ HAProxy's (TLS: ÷ HAProxy's with TLS) |%s\n", floorCol)
+	fmt.Fprintf(&paired, "|---|---|---:|---:|---:|%s\n", map[bool]string{true: "---:|"}[withFloor])
 	for i, sc := range scenarios {
 		runs := map[string][]measure{}
 		for r := range rounds {
@@ -164,7 +188,12 @@ func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targ
 				if err := load.Prepare(ens.Addrs()[0]); err != nil {
 					return err
 				}
-				m, err := t.measure(ctx, load)
+				prof := ""
+				if profileDir != "" && t.admin != "" && r == rounds-1 {
+					prof = filepath.Join(profileDir, fmt.Sprintf("zkgate-%s-%s.pprof", name, sc.name))
+					profiles = append(profiles, prof)
+				}
+				m, err := t.measure(ctx, load, prof)
 				if err != nil {
 					return fmt.Errorf("%s, %s, round %d: %w", sc.name, name, r+1, err)
 				}
@@ -212,7 +241,18 @@ func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targ
 				if hp := runs[ref]; name != ref && !strings.HasPrefix(name, "haproxy") && len(hp) == len(ms) {
 					ratio = fmt.Sprintf("%.2f×", pairedMedian(ms, hp, func(a, b measure) float64 { return a.cpuPerOp / b.cpuPerOp }))
 				}
-				fmt.Fprintf(&paired, "| %s (%dx%d) | %s | %s | %s | %s |\n", sc.name, sc.sessions, sc.concurrency, name, added(50), added(99), ratio)
+				floorRatio := ""
+				if fl := runs["floor"]; withFloor {
+					floorRatio = " – |"
+					if name != "floor" && len(fl) == len(ms) {
+						floorRatio = fmt.Sprintf(" %.2f× |", pairedMedian(ms, fl, func(a, b measure) float64 { return a.cpuPerOp / b.cpuPerOp }))
+					}
+				}
+				fmt.Fprintf(&paired, "| %s (%dx%d) | %s | %s | %s | %s |%s\n", sc.name, sc.sessions, sc.concurrency, name, added(50), added(99), ratio, floorRatio)
+				user := median(ms, func(m measure) float64 { return m.userPerOp })
+				sys := median(ms, func(m measure) float64 { return m.sysPerOp })
+				share := median(ms, func(m measure) float64 { return m.sysPerOp / max(m.cpuPerOp, 1e-9) })
+				fmt.Fprintf(&split, "| %s (%dx%d) | %s | %s | %.1f | %.1f | %.0f %% |\n", sc.name, sc.sessions, sc.concurrency, name, cpu, user, sys, 100*share)
 				if off := runs["zkgate-nohot"]; name == "zkgate" && len(off) == len(ms) {
 					fmt.Fprintf(&hot, "| %s (%dx%d) | %.2f× |\n", sc.name, sc.sessions, sc.concurrency,
 						pairedMedian(ms, off, func(a, b measure) float64 { return a.cpuPerOp / b.cpuPerOp }))
@@ -224,9 +264,17 @@ func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targ
 	if strings.Contains(targetsFlag, "zkgate-nohot") {
 		fmt.Fprintf(&report, "\nThe cost of hot spots, paired by round:\n\n%s", hot.String())
 	}
+	fmt.Fprintf(&report, "\nUser and system CPU per op (utime and stime from /proc/<pid>/stat, in 10 ms ticks; medians over rounds, each column on its own):\n\n%s", split.String())
+	for _, p := range profiles {
+		fmt.Fprintf(&report, "\n`go tool pprof -top %s` (the last round, %v less %v at each end):\n\n```\n%s```\n",
+			filepath.Base(p), duration, profileMargin, profileTop(p, 25))
+	}
 	extra := ""
 	if zkgateFlags != "" {
 		extra = fmt.Sprintf(" -zkgate-flags %q", zkgateFlags)
+	}
+	if profileDir != "" {
+		extra += " -profile " + profileDir
 	}
 	fmt.Fprintf(&report, "\nCommand: `go run ./bench -rounds %d -duration %v -targets %s -scenarios %s -mix %s -value %d%s`\n",
 		rounds, duration, targetsFlag, scenariosFlag, mixFlag, valueSize, extra)

@@ -14,8 +14,9 @@ import (
 
 // procStat is a process's CPU time so far and its resident memory.
 type procStat struct {
-	cpu time.Duration // user + system
-	rss int64         // bytes
+	cpu       time.Duration // user + system
+	user, sys time.Duration // utime and stime: the process's own code, and the kernel on its behalf
+	rss       int64         // bytes
 }
 
 // clockTick is USER_HZ, the unit of /proc/<pid>/stat's times (100 on Linux).
@@ -32,7 +33,9 @@ func readProc(pid int) procStat {
 			if len(f) > 12 {
 				u, _ := strconv.ParseInt(f[11], 10, 64)
 				st, _ := strconv.ParseInt(f[12], 10, 64)
-				p.cpu = time.Duration(u+st) * time.Second / clockTick
+				p.user = time.Duration(u) * time.Second / clockTick
+				p.sys = time.Duration(st) * time.Second / clockTick
+				p.cpu = p.user + p.sys
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,9 +24,10 @@ import (
 
 // measure is one run against one target.
 type measure struct {
-	res      Result
-	cpuPerOp float64 // µs of the proxy's CPU per operation
-	rssMiB   float64
+	res                 Result
+	cpuPerOp            float64 // µs of the proxy's CPU per operation
+	userPerOp, sysPerOp float64 // its two parts: utime and stime
+	rssMiB              float64
 }
 
 // target is where the load goes, and the proxy process to watch (none for direct).
@@ -34,14 +36,27 @@ type target struct {
 	addrs []string
 	cmd   *exec.Cmd
 	tls   *tls.Config // the sessions speak TLS to it
+	admin string      // zkgate's admin address, with /debug/pprof/ (-profile)
 }
 
-func (t *target) measure(ctx context.Context, l Load) (measure, error) {
+// measure runs l against t. With profile set (a file name), it also writes a CPU
+// profile of the proxy taken over the run, less a margin at each end.
+func (t *target) measure(ctx context.Context, l Load, profile string) (measure, error) {
 	var before procStat
 	if t.cmd != nil {
 		before = readProc(t.cmd.Process.Pid)
 	}
+	var profErr chan error
+	if profile != "" && t.admin != "" {
+		profErr = make(chan error, 1)
+		go func() { profErr <- fetchProfile(ctx, t.admin, l.Duration, profile) }()
+	}
 	res, err := l.Run(ctx)
+	if profErr != nil {
+		if perr := <-profErr; perr != nil && err == nil {
+			err = fmt.Errorf("profile of %s: %w", t.name, perr)
+		}
+	}
 	if err != nil {
 		return measure{}, err
 	}
@@ -49,11 +64,58 @@ func (t *target) measure(ctx context.Context, l Load) (measure, error) {
 	if t.cmd != nil {
 		after := readProc(t.cmd.Process.Pid)
 		if res.Ops > 0 {
-			m.cpuPerOp = float64((after.cpu - before.cpu).Microseconds()) / float64(res.Ops)
+			per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(res.Ops) }
+			m.cpuPerOp, m.userPerOp, m.sysPerOp = per(after.cpu-before.cpu), per(after.user-before.user), per(after.sys-before.sys)
 		}
 		m.rssMiB = float64(after.rss) / (1 << 20)
 	}
 	return m, nil
+}
+
+// profileMargin is left out of a profile at the start of a run (sessions connecting) and
+// at its end (requests in flight finishing, sessions closing).
+const profileMargin = 500 * time.Millisecond
+
+// fetchProfile asks admin's /debug/pprof/profile for the run's steady part and writes
+// it to path.
+func fetchProfile(ctx context.Context, admin string, run time.Duration, path string) error {
+	secs := max(1, int((run-2*profileMargin)/time.Second))
+	select { // skip the sessions' connecting
+	case <-time.After(profileMargin):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, secs), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// profileTop is the head of `go tool pprof -top` of a profile.
+func profileTop(path string, lines int) string {
+	out, err := exec.Command("go", "tool", "pprof", "-top", fmt.Sprintf("-nodecount=%d", lines), path).CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("go tool pprof -top %s: %v\n%s", path, err, out)
+	}
+	return string(out)
 }
 
 func (t *target) stop() {
@@ -92,8 +154,17 @@ func startZkgate(dir string, members []string, name string, extra ...string) (*t
 	if err != nil {
 		return nil, err
 	}
+	admin := ""
+	if profileDir != "" {
+		if admin, err = freeAddr(); err != nil {
+			return nil, err
+		}
+	}
 	args := []string{"serve", "--name", "bench", "--listen", addr, "--ensemble", strings.Join(members, ","),
-		"--admin", "", "--log-level", "warn", "--log-format", "json"}
+		"--admin", admin, "--log-level", "warn", "--log-format", "json"}
+	if admin != "" {
+		args = append(args, "--pprof")
+	}
 	args = append(append(args, strings.Fields(zkgateFlags)...), extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
@@ -104,7 +175,7 @@ func startZkgate(dir string, members []string, name string, extra ...string) (*t
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	t := &target{name: name, addrs: []string{addr}, cmd: cmd}
+	t := &target{name: name, addrs: []string{addr}, cmd: cmd, admin: admin}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if out, _ := zktest.FourLetter(addr, "ruok", time.Second); out == "imok" {
@@ -131,6 +202,43 @@ func startZkgateTLS(dir string, members []string, cert *benchCert) (*target, err
 	}
 	t.addrs, t.tls = []string{addr}, cert.client
 	return t, nil
+}
+
+// startFloor builds and runs the floor relay (bench/floor): zkgate's sockets and epoll
+// batching with nothing done to the bytes, round-robin over the members.
+func startFloor(dir string, members []string) (*target, error) {
+	bin := filepath.Join(dir, "floor")
+	build := exec.Command("go", "build", "-o", bin, "./bench/floor")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return nil, fmt.Errorf("building the floor relay (run from the repository root): %w", err)
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "-listen", addr, "-members", strings.Join(members, ","))
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if zkgateProcs != "" {
+		cmd.Env = append(os.Environ(), "GOMAXPROCS="+zkgateProcs)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	t := &target{name: "floor", addrs: []string{addr}, cmd: cmd}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if c, _, err := handshake(addr, 10*time.Second, nil); err == nil {
+			c.Close()
+			return t, nil
+		}
+		if time.Now().After(deadline) {
+			t.stop()
+			return nil, errors.New("the floor relay did not relay a session within 10 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // startHAProxy runs Debian's haproxy in TCP mode, leastconn over the same members; with
