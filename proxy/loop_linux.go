@@ -46,6 +46,11 @@ type loop struct {
 	o         out       // what the relays produce, for every session of the loop
 	nextSweep time.Time
 	gen       int32 // registrations, for end.gen
+	// The loop's arrival rate, for the coalescing window: frames relayed since
+	// rateSince, and a moving average of frames per second over rateTerm periods.
+	frames    int
+	rateSince time.Time
+	rate      float64
 
 	sessions atomic.Int32 // placed here, for choosing a loop
 
@@ -84,33 +89,73 @@ const (
 	// read) cannot grow zkgate's memory without bound.
 	highWater   = 256 << 10
 	sweepPeriod = 100 * time.Millisecond
-	// coalesceFrom: fewer requests in flight on a loop than this leave little to gather,
-	// and one sequential client's latency is left alone.
-	coalesceFrom  = 8
-	coalesceFloor = 200 * time.Microsecond
-	yieldEvery    = 8 * time.Millisecond
+	// coalesceFrom: a lone request in flight on the loop is never held: there is nothing
+	// it could be gathered with but its own reply.
+	coalesceFrom = 2
+	// coalesceBatch: a wait is sized to gather about this many frames at the observed
+	// arrival rate, and held only when it is expected to gather coalesceGain or more
+	// (fewer would cost the wait's own wakeup and save none).
+	coalesceBatch = 16
+	coalesceGain  = 3
+	// coalesceFloor: a shorter wait is not worth its nanosleep; the loop's own work
+	// between two epoll_wait calls gathers as much.
+	coalesceFloor = 100 * time.Microsecond
+	// ratePeriod and rateTerm: the arrival rate is measured over periods of at least 5 ms
+	// and averaged over about 4 of them, so the window follows load within ~20 ms.
+	ratePeriod = 5 * time.Millisecond
+	rateTerm   = 4
+	yieldEvery = 8 * time.Millisecond
 	// edge: session sockets are edge-triggered (readable reads them empty), so epoll does
 	// not poll every socket it reported again at the next wait; a peer's shutdown is
 	// reported even while reads are paused.
 	edge = unix.EPOLLET | unix.EPOLLRDHUP
 )
 
-// window is how long the loop waits before its next epoll_wait, so that more frames
-// arrive per read and per write (zero: wait for events as they come). Coalescing costs
-// latency, so it only starts where requests already queue at the ensemble: with at least
-// coalesceFrom in flight on the loop, the wait is the configured share of their average
-// reply latency, at most Coalesce. Below coalesceFloor the extra wakeups cost more CPU
-// than the batching saves (BENCHMARKS.md).
+// window is how long the loop lets frames gather after an epoll_wait returned before it
+// waits again, so that more frames arrive per read, per write and per wakeup (zero: wait
+// for events as they come). Every frame that arrives meanwhile waits for the window's
+// end, so it is held only when it saves system calls: long enough to gather about
+// coalesceBatch frames at the loop's observed arrival rate and no longer, and not at all
+// when fewer than coalesceGain frames are expected in it (a request that arrives alone,
+// light traffic, one sequential client) or when a lone request is in flight. It is at
+// most Coalesce and at most CoalesceShare of the members' average reply latency, so
+// that what it adds stays a small part of what requests wait at the ensemble.
 func (l *loop) window() time.Duration {
 	cfg := l.srv.conf()
-	if cfg.Coalesce <= 0 || l.o.flight < coalesceFrom {
+	if cfg.Coalesce <= 0 || l.o.flight < coalesceFrom || l.rate <= 0 {
 		return 0
 	}
-	w := min(cfg.Coalesce, time.Duration(float64(l.o.latency)*cfg.CoalesceShare))
-	if w < coalesceFloor {
+	w := min(cfg.Coalesce, time.Duration(float64(l.o.latency)*cfg.CoalesceShare),
+		time.Duration(coalesceBatch/l.rate*float64(time.Second)))
+	if w < coalesceFloor || l.rate*w.Seconds() < coalesceGain {
 		return 0
 	}
 	return w
+}
+
+// arrivals counts the frames a relay call took (requests add to the loop's flight,
+// replies take from it); observe turns the count into the arrival rate. The rate is of
+// frames, not of events or reads, so holding (which merges reads) does not feed back
+// into the window.
+func (l *loop) arrivals(flightBefore int) {
+	if d := l.o.flight - flightBefore; d >= 0 {
+		l.frames += d
+	} else {
+		l.frames -= d
+	}
+}
+
+func (l *loop) observe(now time.Time) {
+	d := now.Sub(l.rateSince)
+	if d < ratePeriod {
+		return
+	}
+	if l.rateSince.IsZero() {
+		l.rateSince, l.frames = now, 0
+		return
+	}
+	l.rate += (float64(l.frames)/d.Seconds() - l.rate) / rateTerm
+	l.rateSince, l.frames = now, 0
 }
 
 func newLoop(s *Server) (*loop, error) {
@@ -254,7 +299,7 @@ func (l *loop) wait() (int, error) {
 		runtime.Gosched()
 		l.yielded = l.now
 	}
-	if w := l.window(); w > 0 {
+	if w := l.rest(); w > 0 {
 		// Coalescing: take everything that arrives meanwhile in one batch; block as
 		// usual only when nothing did.
 		l.doze(w)
@@ -263,6 +308,20 @@ func (l *loop) wait() (int, error) {
 		}
 	}
 	return l.epollWait(int(sweepPeriod / time.Millisecond))
+}
+
+// rest is what is left of the window since the last epoll_wait returned: frames have
+// been gathering while the loop relayed its batch, so a busy loop holds less, or not at
+// all.
+func (l *loop) rest() time.Duration {
+	w := l.window()
+	if w <= 0 {
+		return 0
+	}
+	if w -= time.Since(l.now); w < coalesceFloor/2 {
+		return 0
+	}
+	return w
 }
 
 // doze is the coalescing wait: a nanosleep that holds the P, as epoll_wait does, or with
@@ -281,6 +340,7 @@ func (l *loop) doze(w time.Duration) {
 func (l *loop) epollWait(msec int) (int, error) {
 	n, err := unix.EpollWait(l.epfd, l.events, msec)
 	l.now = time.Now()
+	l.observe(l.now)
 	if errors.Is(err, unix.EINTR) {
 		return 0, nil
 	}
@@ -290,11 +350,12 @@ func (l *loop) epollWait(msec int) (int, error) {
 // parkWait is wait with a single P: when nothing is ready it parks the goroutine in Go's
 // poller until the epoll descriptor is readable (events are ready) or the sweep is due.
 func (l *loop) parkWait() (int, error) {
-	if w := l.window(); w > 0 {
+	if w := l.rest(); w > 0 {
 		l.doze(w)
 	}
 	n, err := unix.EpollWait(l.epfd, l.events, 0)
 	l.now = time.Now()
+	l.observe(l.now)
 	if n > 0 || err != nil && !errors.Is(err, unix.EINTR) {
 		return max(n, 0), err
 	}
@@ -305,6 +366,7 @@ func (l *loop) parkWait() (int, error) {
 	l.ready, l.pollErr = 0, nil
 	err = l.parkRaw.Read(l.poll)
 	l.now = time.Now()
+	l.observe(l.now)
 	if l.ready > 0 || l.pollErr != nil {
 		return l.ready, l.pollErr
 	}

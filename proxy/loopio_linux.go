@@ -187,11 +187,13 @@ func (l *loop) relay(e *end, data []byte) {
 	c := e.c
 	var used int
 	var end *ending
+	before := l.o.flight
 	if e.member {
 		used, end = c.r.fromMember(&l.o, data, l.now)
 	} else {
 		used, end = c.r.fromClient(&l.o, data, l.now)
 	}
+	l.arrivals(before)
 	e.in = keepPartial(e.in, data[used:], l.srv.conf().MaxFrame)
 	l.flush(c)
 	if end != nil {
