@@ -119,7 +119,8 @@ func (r *run) detection() detection {
 }
 
 // reactions names what changed between two readings of the detector series: a session
-// move, a breaker transition (to which state), a member ejected, a member down.
+// move or close (its outcome), a breaker transition (to which state), a member ejected, a
+// member down.
 func reactions(base, now map[string]float64) []string {
 	var out []string
 	for key, v := range now {
@@ -127,16 +128,14 @@ func reactions(base, now map[string]float64) []string {
 		was, seen := base[key]
 		switch name {
 		case "zkgate_session_moves_total":
+			// The outcome tells a session moved from one closed at the loss (a write in
+			// flight, under unsafe_in_flight close): both count as a reaction.
 			if v > was {
-				out = append(out, "session moves")
+				out = append(out, "session "+label(labels, "outcome"))
 			}
 		case "zkgate_breaker_transitions_total":
 			if v > was {
-				to := "?"
-				if _, after, ok := strings.Cut(labels, `to="`); ok {
-					to, _, _ = strings.Cut(after, `"`)
-				}
-				out = append(out, "breaker "+to)
+				out = append(out, "breaker "+label(labels, "to"))
 			}
 		case "zkgate_member_ejected":
 			if v == 1 && (!seen || was != 1) {
@@ -149,6 +148,15 @@ func reactions(base, now map[string]float64) []string {
 		}
 	}
 	return out
+}
+
+// label is one label's value in a series' labels ("?" when absent).
+func label(labels, name string) string {
+	if _, after, ok := strings.Cut(labels, name+`="`); ok {
+		v, _, _ := strings.Cut(after, `"`)
+		return v
+	}
+	return "?"
 }
 
 // series reads the samples of the named metrics on /metrics, keyed by name and labels.

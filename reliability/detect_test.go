@@ -53,11 +53,11 @@ func TestReactions(t *testing.T) {
 		{"nothing changed", map[string]float64{up1: 1, ej1: 0, moves: 3}, nil},
 		{"member down", map[string]float64{up1: 0, ej1: 0, moves: 3}, []string{"member down"}},
 		{"member ejected", map[string]float64{up1: 1, ej1: 1, moves: 3}, []string{"member ejected"}},
-		{"a move", map[string]float64{up1: 1, ej1: 0, moves: 4}, []string{"session moves"}},
+		{"a move", map[string]float64{up1: 1, ej1: 0, moves: 4}, []string{"session moved"}},
 		{"a new move series", map[string]float64{up1: 1, ej1: 0, moves: 3,
-			`zkgate_session_moves_total{ensemble="rel",outcome="closed"}`: 1}, []string{"session moves"}},
+			`zkgate_session_moves_total{ensemble="rel",outcome="closed-unsafe-in-flight"}`: 1}, []string{"session closed-unsafe-in-flight"}},
 		{"the breaker opened", map[string]float64{up1: 1, ej1: 0, moves: 3, open: 1}, []string{"breaker open"}},
-		{"two at once", map[string]float64{up1: 0, ej1: 0, moves: 5}, []string{"member down", "session moves"}},
+		{"two at once", map[string]float64{up1: 0, ej1: 0, moves: 5}, []string{"member down", "session moved"}},
 		{"a member back up is no reaction", map[string]float64{up1: 1, ej1: 0, moves: 3, `zkgate_member_up{member="b"}`: 1}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -96,7 +96,7 @@ func (rep *report) scenarioTable() string {
 	}
 	fmt.Fprintf(&b, "Target: %s. ", target)
 	rep.header(&b)
-	fmt.Fprintf(&b, "*zkgate reacted*: from the fault's injection to the first change on a gate's /metrics (polled every %v for up to %v): a session move, a member ejected, a member down, a breaker transition. *Clients noticed*: to the first disconnect any workload client saw.\n\n", detectEvery, detectFor)
+	fmt.Fprintf(&b, "*zkgate reacted*: from the fault's injection to the first change on a gate's /metrics (polled every %v for up to %v): a session moved or closed (its outcome label), a member ejected, a member down, a breaker transition. *Clients noticed*: to the first disconnect any workload client saw.\n\n", detectEvery, detectFor)
 	b.WriteString("| scenario | fault | zkgate reacted | clients noticed | linearizable (ops; unknown: took effect / did not / left to the checker) | acked creates (lost) | ephemerals (lost) | watches (missed, twice) | expired | disconnects idle / register / create | failed: connection loss | failed: reject code | longest unserved | zkgate moves (closed) | breaker opened / slow calls / ejections | result |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rep.results {
