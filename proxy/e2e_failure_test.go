@@ -327,3 +327,71 @@ func TestConnectionLimits(t *testing.T) {
 		})
 	}
 }
+
+// The same write in flight under the default (unsafe_in_flight auto): the clients whose
+// ConnectRequest has the readOnly byte (kazoo, the Java client, the C client) get
+// CONNECTIONLOSS for it and keep their connection: the session moves, with its
+// ephemeral and watch, and no client sees a disconnect. go-zookeeper and node, without
+// that byte, are closed (TestWriteInFlightClosesThenReconnects).
+func TestWriteInFlightAnsweredConnectionLoss(t *testing.T) {
+	ens := zktest.Start(t, zktest.Config{Members: 3})
+	g := startGate(t, ens, proxy.Config{}, withEjection(func(c *breaker.EjectionConfig) {
+		c.BaseTime, c.MaxTime = 500*time.Millisecond, 500*time.Millisecond
+	}))
+	for _, kind := range moveClients {
+		if kind.name == "go-zookeeper" || kind.name == "node" {
+			continue // no readOnly byte: closed under auto
+		}
+		t.Run(kind.name, func(t *testing.T) {
+			root := "/inflight-loss-" + kind.name
+			leader, err := ens.Leader()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctl, _ := connect(t, leader.ClientAddr)
+			if _, err := ctl.Create(root, []byte("a"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+				t.Fatal(err)
+			}
+			cl := kind.start(t, ens, g.addr, root)
+			_, st, err := ctl.Get(root + "/eph")
+			if err != nil {
+				t.Fatal(err)
+			}
+			sid := st.EphemeralOwner
+			victim := memberAt(t, ens, sessionMember(g, sid))
+			if err := victim.Pause(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				victim.Resume()
+				if err := ens.WaitReady(zktest.Ctx(t, 30*time.Second)); err != nil {
+					t.Error(err)
+				}
+				zktest.WaitFor(t, 10*time.Second, "zkgate sees every member serving", func() bool {
+					return len(proxy.Route(proxy.RouteInput{View: g.mon.View(), Policy: proxy.Any, Excluded: g.srv.Ejector().Excluded()})) == 3
+				})
+			})
+			cl.write(t)
+			g.waitLog(t, 10*time.Second, "session moved", "answered with CONNECTIONLOSS", fmt.Sprintf("0x%x", sid))
+			if m := sessionMember(g, sid); m == "" || m == victim.ClientAddr {
+				t.Fatalf("session on %q after the move", m)
+			}
+			if _, st, err := ctl.Get(root + "/eph"); err != nil || st.EphemeralOwner != sid {
+				t.Errorf("ephemeral after the move: %+v %v", st, err)
+			}
+			if _, err := ctl.Set(root, []byte("b"), -1); err != nil {
+				t.Fatal(err)
+			}
+			rep := cl.report(t)
+			if len(rep.disconnects) != 0 {
+				t.Errorf("the client saw %v; want no disconnect", rep.disconnects)
+			}
+			if rep.session != 0 && rep.session != sid {
+				t.Errorf("session 0x%x after the move, was 0x%x", rep.session, sid)
+			}
+			if !rep.watchFired {
+				t.Error("the watch set before the move did not fire on the later change")
+			}
+		})
+	}
+}
