@@ -41,35 +41,7 @@ func TestWriteInFlightClosesThenReconnects(t *testing.T) {
 	}))
 	for _, kind := range moveClients {
 		t.Run(kind.name, func(t *testing.T) {
-			root := "/inflight-" + kind.name
-			leader, err := ens.Leader()
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctl, _ := connect(t, leader.ClientAddr)
-			if _, err := ctl.Create(root, []byte("a"), 0, zk.WorldACL(zk.PermAll)); err != nil {
-				t.Fatal(err)
-			}
-			cl := kind.start(t, ens, g.addr, root)
-			_, st, err := ctl.Get(root + "/eph")
-			if err != nil {
-				t.Fatal(err)
-			}
-			sid := st.EphemeralOwner
-			victim := memberAt(t, ens, sessionMember(g, sid))
-			if err := victim.Pause(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				victim.Resume()
-				if err := ens.WaitReady(zktest.Ctx(t, 30*time.Second)); err != nil {
-					t.Error(err)
-				}
-				zktest.WaitFor(t, 10*time.Second, "zkgate sees every member serving", func() bool {
-					return len(proxy.Route(proxy.RouteInput{View: g.mon.View(), Policy: proxy.Any, Excluded: g.srv.Ejector().Excluded()})) == 3
-				})
-			})
-			cl.write(t)
+			cl, ctl, root, sid, victim := writeInFlight(t, ens, g, kind, "/inflight-")
 			g.waitLog(t, 10*time.Second, "session could not move", "was in flight", fmt.Sprintf("0x%x", sid))
 			zktest.WaitFor(t, 20*time.Second, "the client back on its session", func() bool {
 				m := sessionMember(g, sid)
@@ -343,35 +315,7 @@ func TestWriteInFlightAnsweredConnectionLoss(t *testing.T) {
 			continue // no readOnly byte: closed under auto
 		}
 		t.Run(kind.name, func(t *testing.T) {
-			root := "/inflight-loss-" + kind.name
-			leader, err := ens.Leader()
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctl, _ := connect(t, leader.ClientAddr)
-			if _, err := ctl.Create(root, []byte("a"), 0, zk.WorldACL(zk.PermAll)); err != nil {
-				t.Fatal(err)
-			}
-			cl := kind.start(t, ens, g.addr, root)
-			_, st, err := ctl.Get(root + "/eph")
-			if err != nil {
-				t.Fatal(err)
-			}
-			sid := st.EphemeralOwner
-			victim := memberAt(t, ens, sessionMember(g, sid))
-			if err := victim.Pause(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				victim.Resume()
-				if err := ens.WaitReady(zktest.Ctx(t, 30*time.Second)); err != nil {
-					t.Error(err)
-				}
-				zktest.WaitFor(t, 10*time.Second, "zkgate sees every member serving", func() bool {
-					return len(proxy.Route(proxy.RouteInput{View: g.mon.View(), Policy: proxy.Any, Excluded: g.srv.Ejector().Excluded()})) == 3
-				})
-			})
-			cl.write(t)
+			cl, ctl, root, sid, victim := writeInFlight(t, ens, g, kind, "/inflight-loss-")
 			g.waitLog(t, 10*time.Second, "session moved", "answered with CONNECTIONLOSS", fmt.Sprintf("0x%x", sid))
 			if m := sessionMember(g, sid); m == "" || m == victim.ClientAddr {
 				t.Fatalf("session on %q after the move", m)
@@ -394,4 +338,41 @@ func TestWriteInFlightAnsweredConnectionLoss(t *testing.T) {
 			}
 		})
 	}
+}
+
+// writeInFlight starts a client of kind through g holding an ephemeral and a watch under
+// a new root, pauses the member under its session (resumed at cleanup, once zkgate sees
+// every member serving again), and has the client write without waiting for the answer.
+func writeInFlight(t *testing.T, ens *zktest.Ensemble, g *gate, kind moveClientKind, prefix string) (movingClient, *zk.Conn, string, int64, *zktest.Member) {
+	t.Helper()
+	root := prefix + kind.name
+	leader, err := ens.Leader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl, _ := connect(t, leader.ClientAddr)
+	if _, err := ctl.Create(root, []byte("a"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	cl := kind.start(t, ens, g.addr, root)
+	_, st, err := ctl.Get(root + "/eph")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := st.EphemeralOwner
+	victim := memberAt(t, ens, sessionMember(g, sid))
+	if err := victim.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		victim.Resume()
+		if err := ens.WaitReady(zktest.Ctx(t, 30*time.Second)); err != nil {
+			t.Error(err)
+		}
+		zktest.WaitFor(t, 10*time.Second, "zkgate sees every member serving", func() bool {
+			return len(proxy.Route(proxy.RouteInput{View: g.mon.View(), Policy: proxy.Any, Excluded: g.srv.Ejector().Excluded()})) == 3
+		})
+	})
+	cl.write(t)
+	return cl, ctl, root, sid, victim
 }

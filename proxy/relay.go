@@ -261,6 +261,10 @@ func (r *relay) fromMember(o *out, data []byte, now time.Time) (used int, end *e
 		}
 		if err := r.reply(o, frame, now); err != nil {
 			if errors.Is(err, errMissedEvents) { // zkgate's decision, logged as such
+				// Counted with the moves that closed their client (outcome closed-watches),
+				// after the move itself was counted: the client does see a disconnect.
+				r.srv.movesClosed.Add(1)
+				r.srv.obs.Moved(r.member, "", MoveWatches, 0)
 				return used, &ending{side: "zkgate", reason: err.Error()}
 			}
 			return used, &ending{side: "member", err: err}
