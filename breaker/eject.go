@@ -79,6 +79,7 @@ type counters struct {
 	samples      atomic.Int64
 	sessions     atomic.Uint64 // a bit per session (by hash) that had a reply timed
 	stalls       atomic.Int64  // requests stalled past slow_call (failures, counted apart)
+	stallNs      atomic.Int64  // their ages when reported
 	stallSess    atomic.Uint64 // a bit per session that had one
 	connectFails atomic.Int64  // in a row
 	lastAnswer   atomic.Int64  // unix ns of the member's last answer on any session
@@ -92,7 +93,7 @@ type member struct {
 	windowStart                            time.Time
 	requests, failures, latencyNs, samples int64
 	sessions                               uint64 // counters.sessions folded over the window
-	stalls                                 int64
+	stalls, stallNs                        int64
 	stallSess                              uint64
 	stalled                                float64 // recent share of time with a request stalled on it (see StallSample)
 
@@ -195,15 +196,16 @@ func (j *Ejector) LastAnswer(addr string) time.Time {
 }
 
 // Stalled records a request of session in flight on member for longer than the
-// slow-call threshold with no reply on the session meanwhile, as a failure. Its reply,
-// if it comes, is not recorded. Stalls count toward the
+// slow-call threshold with no reply on the session meanwhile, as a failure whose latency
+// is at least age. Its reply, if it comes, is not recorded. Stalls count toward the
 // failure ratio only once min_sessions distinct sessions had one: one session's slow
 // requests (a pipeline of 1 MB writes, say) are that session's load, not the member's
 // fault; a member that stops answering stalls every session on it (and health sees it).
-func (j *Ejector) Stalled(addr string, session int64) {
+func (j *Ejector) Stalled(addr string, session int64, age time.Duration) {
 	if c := j.byAddr[addr]; c != nil {
 		c.requests.Add(1)
-		c.stalls.Add(1) // not in the latency figure: that is the replies' (Reply)
+		c.stalls.Add(1)
+		c.stallNs.Add(int64(age))
 		if bit := sessionBit(session); c.stallSess.Load()&bit == 0 {
 			c.stallSess.Or(bit)
 		}
@@ -265,10 +267,11 @@ func (j *Ejector) Evaluate(now time.Time) []Change {
 	for _, m := range j.members {
 		if m.windowStart.IsZero() || now.Sub(m.windowStart) >= j.cfg.Window {
 			m.windowStart, m.requests, m.failures, m.latencyNs, m.samples, m.sessions = now, 0, 0, 0, 0, 0
-			m.stalls, m.stallSess = 0, 0
+			m.stalls, m.stallNs, m.stallSess = 0, 0, 0
 		}
 		m.sessions |= m.c.sessions.Swap(0)
 		m.stalls += m.c.stalls.Swap(0)
+		m.stallNs += m.c.stallNs.Swap(0)
 		m.stallSess |= m.c.stallSess.Swap(0)
 		m.requests += m.c.requests.Swap(0)
 		m.failures += m.c.failures.Swap(0)
@@ -367,7 +370,8 @@ func (j *Ejector) verdict(m *member) string {
 			100*m.stalled, j.stallHorizon(), 100*j.cfg.StalledRatio)
 	}
 	failures, requests := m.failures, m.requests
-	if bits.OnesCount64(m.stallSess) < j.cfg.MinSessions {
+	stalledTogether := bits.OnesCount64(m.stallSess) >= j.cfg.MinSessions
+	if !stalledTogether {
 		requests -= m.stalls // one session's load (see Stalled)
 	} else {
 		failures += m.stalls
@@ -379,13 +383,19 @@ func (j *Ejector) verdict(m *member) string {
 	}
 	// Latency compares like with like: figures that stand on enough replies and enough
 	// distinct sessions, so one session's burst cannot make its member an outlier.
+	// Stalls stand in the figure (at their age when reported) once sessions stalled
+	// together, as in the failure ratio.
 	judged := func(p *member) bool {
 		return p.samples >= int64(j.cfg.MinRequests) && bits.OnesCount64(p.sessions) >= j.cfg.MinSessions
 	}
 	if !judged(m) {
 		return ""
 	}
-	mean := time.Duration(m.latencyNs / m.samples)
+	latencyNs, samples := m.latencyNs, m.samples
+	if stalledTogether {
+		latencyNs, samples = latencyNs+m.stallNs, samples+m.stalls
+	}
+	mean := time.Duration(latencyNs / samples)
 	var peers []time.Duration
 	for _, p := range j.members {
 		if p != m && !p.ejected && !p.down && judged(p) {
@@ -402,7 +412,7 @@ func (j *Ejector) verdict(m *member) string {
 	}
 	if float64(mean) > j.cfg.LatencyFactor*float64(median) {
 		return fmt.Sprintf("mean service time %v over %d requests of %d sessions is more than %.1f× the peers' median %v",
-			mean.Round(time.Microsecond), m.samples, bits.OnesCount64(m.sessions), j.cfg.LatencyFactor, median.Round(time.Microsecond))
+			mean.Round(time.Microsecond), samples, bits.OnesCount64(m.sessions), j.cfg.LatencyFactor, median.Round(time.Microsecond))
 	}
 	return ""
 }
@@ -426,7 +436,7 @@ func (j *Ejector) eject(m *member, now time.Time, why string) Change {
 	m.count++
 	m.ejected, m.until, m.reason, m.capLogged = true, now.Add(d), why, false
 	m.windowStart, m.requests, m.failures, m.latencyNs, m.samples, m.sessions = now, 0, 0, 0, 0, 0
-	m.stalls, m.stallSess = 0, 0
+	m.stalls, m.stallNs, m.stallSess = 0, 0, 0
 	j.publish()
 	j.log.Warn().Str("member", m.addr).Str("reason", why).Dur("for", d).Int("ejections", m.count).Msg("member ejected")
 	return Change{Member: m.addr, Ejected: true, Reason: why, Until: m.until}

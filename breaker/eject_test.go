@@ -67,14 +67,14 @@ func TestEjectionDecisions(t *testing.T) {
 		{"stalled requests count as slow failures", func(j *Ejector) {
 			replies(j, "m1", 20, jute.ErrOK, 2*ms)
 			for i := range 10 {
-				j.Stalled("m2", int64(i)<<40|1)
+				j.Stalled("m2", int64(i)<<40|1, 600*ms)
 			}
 		}, "m2", "failure ratio 1.00"},
 		{"one session's stalls are its load (1 MB writes), not the member's fault", func(j *Ejector) {
 			replies(j, "m1", 20, jute.ErrOK, 2*ms)
 			replies(j, "m2", 13, jute.ErrOK, 2*ms)
 			for range 37 {
-				j.Stalled("m2", 0x77)
+				j.Stalled("m2", 0x77, 700*ms)
 			}
 		}, "", ""},
 		{"a member stalled again and again (gray failure)", func(j *Ejector) {
@@ -100,6 +100,15 @@ func TestEjectionDecisions(t *testing.T) {
 				replies(j, m, 20, jute.ErrOK, 300*ms)
 			}
 		}, "", ""},
+		{"a member whose sessions stall together: slow on the figure that counts its stalls", func(j *Ejector) {
+			// it answers its quick requests, and three sessions' requests stall past slow_call
+			replies(j, "m1", 30, jute.ErrOK, 3*ms)
+			replies(j, "m2", 30, jute.ErrOK, 3*ms)
+			replies(j, "m3", 30, jute.ErrOK, 4*ms)
+			for i := range 10 {
+				j.Stalled("m3", int64(i%3)<<40|1, 900*ms)
+			}
+		}, "m3", "more than 5.0× the peers' median"},
 		{"one session's slow replies are not an outlier", func(j *Ejector) {
 			replies(j, "m1", 20, jute.ErrOK, 2*ms)
 			replies(j, "m2", 20, jute.ErrOK, 3*ms)

@@ -144,7 +144,14 @@ func (c *conn) place(raw []byte, req *jute.ConnectRequest, deadline time.Time) e
 
 // dialMember connects to member, sends a ConnectRequest's bytes unchanged and reads the
 // member's ConnectResponse, decoded and as a frame for the client. ctx bounds it all.
+//
+// One attempt takes at most DialTimeout, the ConnectResponse included: a member that is
+// frozen (SIGSTOP, a long GC) accepts in the kernel and then answers nothing, and must
+// not hold a move (or a placement) until its own deadline while another member could
+// take the session.
 func (s *Server) dialMember(ctx context.Context, member string, raw []byte) (net.Conn, *jute.ConnectResponse, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.conf().DialTimeout)
+	defer cancel()
 	d := net.Dialer{Timeout: s.conf().DialTimeout}
 	server, err := d.DialContext(ctx, "tcp", member)
 	if err != nil {

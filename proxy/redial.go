@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
 	"net"
+	"os"
 	"slices"
 	"time"
 
@@ -64,6 +66,19 @@ func routeCaughtUpFirst(in RouteInput) (out []string, caught int) {
 	return out, caught
 }
 
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// isTimeout: an attempt that got no answer in time.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
 // redial routes a moving session to a member other than the lost one, whose zxid has
 // caught up with the session's, and re-establishes it there. While no member takes it
 // (an election under way), it tries again until the move's deadline. A lost member that
@@ -80,6 +95,7 @@ func (s *Server) redial(ctx context.Context, m *moveOrder) moveResult {
 	defer cancel()
 	raw := jute.AppendFrame(nil, &m.req)
 	var last error = errNoMember
+	unanswered := map[string]bool{} // members an attempt of this move found silent
 	for round := 0; ; round++ {
 		excluded := maps.Clone(s.ejector().Excluded())
 		if excluded == nil {
@@ -92,12 +108,18 @@ func (s *Server) redial(ctx context.Context, m *moveOrder) moveResult {
 		if i := slices.Index(targets, m.lost); i >= 0 { // routable again: the last choice
 			targets = append(slices.Delete(targets, i, i+1), m.lost)
 		}
+		// A member that let an attempt time out (frozen, while health has not seen it
+		// yet) goes after the others: a hung leader must not take every move's time.
+		slices.SortStableFunc(targets, func(a, b string) int { return cmp.Compare(b2i(unanswered[a]), b2i(unanswered[b])) })
 		for _, member := range targets {
 			nc, resp, _, err := s.dialBounded(ctx, s.dials, member, raw)
 			if err != nil {
 				last = err
 				if ctx.Err() != nil {
 					break // the move's own deadline, not the member's failure
+				}
+				if isTimeout(err) {
+					unanswered[member] = true
 				}
 				s.obs.ConnectFailed(member, err)
 				continue

@@ -161,7 +161,7 @@ type Server struct {
 	stalledSessions atomic.Int32
 	// movedAt is when the last session move attached (unix ns): the members that took
 	// moved sessions are busy re-establishing them for a while (settling)
-	movedAt atomic.Int64
+	movedAt         atomic.Int64
 	readOnlyService atomic.Bool // ServesReadOnly as of the last view, for its log lines
 	hotAt           time.Time   // the last sampleHot; maintain's
 

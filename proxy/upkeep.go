@@ -173,7 +173,7 @@ func (s *Server) sweepStalls(now time.Time, tick time.Duration) {
 			s.brk.Release(0, age, false)
 		}
 		if !settling {
-			s.ejector().Stalled(st.member, st.id)
+			s.ejector().Stalled(st.member, st.id, st.f.service)
 		}
 		s.obs.Stalled(st.member, st.f.op, st.f.service)
 	}
