@@ -255,6 +255,46 @@ func (j *Ejector) ObserveHealth(addr string, down bool, why string, now time.Tim
 	return nil
 }
 
+// Silent ejects member when it has answered no session at all for longer than slow
+// while waiting sessions (two or more) wait on it, and a peer in rotation answered one of
+// its own since: a frozen member (SIGSTOP, a long stop-the-world pause, a dead disk)
+// seen from the data path, a second or more before its health probes time out. Peers
+// silent too (a starved machine, an election) are not one member's trouble, and nothing
+// is ejected.
+func (j *Ejector) Silent(addr string, waiting int, slow time.Duration, now time.Time) []Change {
+	if !j.cfg.Enabled {
+		return nil
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var m *member
+	for _, p := range j.members {
+		if p.addr == addr {
+			m = p
+		}
+	}
+	if m == nil || m.ejected || m.down || j.outCount() >= j.maxOut {
+		return nil
+	}
+	last := m.c.lastAnswer.Load()
+	silentFor := now.Sub(time.Unix(0, last))
+	if last == 0 || silentFor <= slow {
+		return nil
+	}
+	peerAnswers := false
+	for _, p := range j.members {
+		if p != m && !p.ejected && !p.down && p.c.lastAnswer.Load() > last {
+			peerAnswers = true
+		}
+	}
+	if !peerAnswers {
+		return nil
+	}
+	why := fmt.Sprintf("answered none of its sessions for %v while %d waited on it past the slow-call threshold, and its peers answered theirs",
+		silentFor.Round(time.Millisecond), waiting)
+	return []Change{j.eject(m, now, why)}
+}
+
 // Evaluate folds in the statistics recorded since the last call and decides ejections
 // and returns as of now.
 func (j *Ejector) Evaluate(now time.Time) []Change {

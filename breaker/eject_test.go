@@ -239,3 +239,34 @@ func BenchmarkEjectorReply(b *testing.B) {
 		}
 	})
 }
+
+// A member that answers none of its sessions while they wait, when its peers answer
+// theirs, is frozen: it is ejected from the data path's evidence, before health's probes
+// time out. Silence everywhere (a starved machine, an election) ejects nothing, nor does
+// a silence shorter than the slow-call threshold.
+func TestEjectSilentMember(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	ms := time.Millisecond
+	for _, c := range []struct {
+		name    string
+		m1, m2  time.Duration // when m1 (the one waited on) and m2 last answered, from t0
+		at      time.Duration
+		ejected bool
+	}{
+		{"frozen, peers answer", 0, 700 * ms, 800 * ms, true},
+		{"silent everywhere", 0, 0, 800 * ms, false},
+		{"peers answered before it went silent", 100 * ms, 50 * ms, 900 * ms, false},
+		{"silent for less than slow_call", 400 * ms, 700 * ms, 800 * ms, false},
+	} {
+		j, _ := testEjector(members3)
+		j.Answered("m1", t0.Add(c.m1))
+		j.Answered("m2", t0.Add(c.m2))
+		changes := j.Silent("m1", 3, 500*ms, t0.Add(c.at))
+		if got := len(changes) == 1 && changes[0].Ejected; got != c.ejected {
+			t.Errorf("%s: %+v, want ejected %v", c.name, changes, c.ejected)
+		}
+		if c.ejected && !strings.Contains(changes[0].Reason, "answered none of its sessions for 800ms while 3 waited") {
+			t.Errorf("%s: reason %q", c.name, changes[0].Reason)
+		}
+	}
+}

@@ -184,6 +184,13 @@ func (s *Server) sweepStalls(now time.Time, tick time.Duration) {
 		stalledOn := map[string]bool{}
 		for m, n := range waitedOn {
 			stalledOn[m] = n >= stalledSessions
+			// Several sessions wait and the member answered none of them, nor any other,
+			// for longer than slow_call: frozen, while its peers answer theirs.
+			if n >= stalledSessions && !settling {
+				for _, c := range s.ejector().Silent(m, n, slow, now) {
+					s.applyEjection(c)
+				}
+			}
 		}
 		s.ejector().StallSample(stalledOn, tick)
 	}
