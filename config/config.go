@@ -77,8 +77,9 @@ type Limits struct {
 
 // Relay tunes the relay loops.
 type Relay struct {
-	// Coalesce is the longest a relay loop waits before reading, once 8 or more requests
-	// are in flight on it, so that more frames travel per system call; 0 turns it off.
+	// Coalesce is the longest a relay loop waits before reading, so that more frames
+	// travel per system call (sized by the frames' arrival rate, never for a lone
+	// request); 0 turns it off.
 	Coalesce time.Duration `yaml:"coalesce"`
 	// CoalesceShare bounds that wait to a share of the members' average reply latency.
 	CoalesceShare float64 `yaml:"coalesce_share"`

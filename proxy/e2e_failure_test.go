@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -375,4 +376,27 @@ func writeInFlight(t *testing.T, ens *zktest.Ensemble, g *gate, kind moveClientK
 	})
 	cl.write(t)
 	return cl, ctl, root, sid, victim
+}
+
+// A reconfig through zkgate is refused with RECONFIGDISABLED, by zkgate (it says so in
+// its log), and the session carries on; the ensemble's membership is unchanged.
+func TestReconfigRefusedThroughZkgate(t *testing.T) {
+	ens := zktest.Start(t, zktest.Config{Members: 3})
+	g := startGate(t, ens, proxy.Config{})
+	c, _ := connect(t, g.addr)
+	if _, err := c.IncrementalReconfig(nil, []string{"3"}, -1); !errors.Is(err, zk.ErrReconfigDisabled) {
+		t.Fatalf("reconfig through zkgate: %v, want %v", err, zk.ErrReconfigDisabled)
+	}
+	g.waitLog(t, 5*time.Second, "reconfig refused (RECONFIGDISABLED)")
+	if _, _, err := c.Get("/zookeeper/config"); err != nil {
+		t.Fatalf("the session after the refusal: %v", err)
+	}
+	direct, _ := connect(t, ens.Member(1).ClientAddr)
+	cfg, _, err := direct.Get("/zookeeper/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(cfg), "server."); n != 3 {
+		t.Fatalf("the ensemble's config after the refusal lists %d servers:\n%s", n, cfg)
+	}
 }

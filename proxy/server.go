@@ -80,10 +80,11 @@ type Config struct {
 	// Loops is the number of relay event loops; default GOMAXPROCS-1, at least 1.
 	Loops int
 	// Coalesce is the longest a relay loop waits before reading, so that more frames
-	// travel per system call, once requests queue at the ensemble (8 or more in flight on
-	// the loop). The wait is also at most CoalesceShare of the members' average reply
-	// latency: it costs that much latency at most, where requests already wait far
-	// longer. 0 (or negative) turns coalescing off; DefaultConfig has it on.
+	// travel per system call. The loop sizes the wait by the frames' observed arrival
+	// rate (about 16 frames' time), never holds a lone request in flight, nor when fewer
+	// than 3 frames would come meanwhile. The wait is also at most CoalesceShare of the
+	// members' average reply latency: it costs that much latency at most, where requests
+	// already wait far longer. 0 (or negative) turns coalescing off; DefaultConfig has it on.
 	Coalesce      time.Duration
 	CoalesceShare float64
 	// Limits protect the ensemble from one client (see Limits); off when zero.
