@@ -37,7 +37,7 @@ func DefaultEjectionConfig() EjectionConfig {
 		MinRequests:                10,
 		Window:                     10 * time.Second,
 		LatencyFactor:              5,
-		LatencyFloor:               100 * time.Millisecond,
+		LatencyFloor:               250 * time.Millisecond, // above a JVM's ordinary GC pauses (100-200 ms)
 		MinSessions:                3,
 		StalledRatio:               0.25,
 		BaseTime:                   5 * time.Second,

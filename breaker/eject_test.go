@@ -62,8 +62,13 @@ func TestEjectionDecisions(t *testing.T) {
 		{"latency far above the peers", func(j *Ejector) {
 			replies(j, "m1", 20, jute.ErrOK, 2*ms)
 			replies(j, "m2", 20, jute.ErrOK, 3*ms)
-			replies(j, "m3", 20, jute.ErrOK, 200*ms)
+			replies(j, "m3", 20, jute.ErrOK, 300*ms)
 		}, "m3", "more than 5.0× the peers' median"},
+		{"GC pauses (150 ms) are a JVM's ordinary life, under the floor", func(j *Ejector) {
+			replies(j, "m1", 20, jute.ErrOK, 10*ms)
+			replies(j, "m2", 20, jute.ErrOK, 12*ms)
+			replies(j, "m3", 12, jute.ErrOK, 167*ms)
+		}, "", ""},
 		{"stalled requests count as slow failures", func(j *Ejector) {
 			replies(j, "m1", 20, jute.ErrOK, 2*ms)
 			for i := range 10 {
@@ -105,7 +110,7 @@ func TestEjectionDecisions(t *testing.T) {
 			replies(j, "m1", 30, jute.ErrOK, 3*ms)
 			replies(j, "m2", 30, jute.ErrOK, 3*ms)
 			replies(j, "m3", 30, jute.ErrOK, 4*ms)
-			for i := range 10 {
+			for i := range 15 {
 				j.Stalled("m3", int64(i%3)<<40|1, 900*ms)
 			}
 		}, "m3", "more than 5.0× the peers' median"},
