@@ -227,18 +227,7 @@ func startFloor(dir string, members []string) (*target, error) {
 		return nil, err
 	}
 	t := &target{name: "floor", addrs: []string{addr}, cmd: cmd}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if c, _, err := handshake(addr, 10*time.Second, nil); err == nil {
-			c.Close()
-			return t, nil
-		}
-		if time.Now().After(deadline) {
-			t.stop()
-			return nil, errors.New("the floor relay did not relay a session within 10 s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return relaying(t, addr, nil, "the floor relay")
 }
 
 // startHAProxy runs Debian's haproxy in TCP mode, leastconn over the same members; with
@@ -284,15 +273,21 @@ func startHAProxy(dir string, members []string, cert *benchCert) (*target, error
 		return nil, err
 	}
 	t := &target{name: name, addrs: []string{addr}, cmd: cmd, tls: clientTLS}
+	return relaying(t, addr, clientTLS, "haproxy")
+}
+
+// relaying waits until the target at addr relays a session (a ConnectRequest answered),
+// for 10 s at most; past that it stops the target.
+func relaying(t *target, addr string, cfg *tls.Config, what string) (*target, error) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if c, _, err := handshake(addr, 10*time.Second, clientTLS); err == nil {
+		if c, _, err := handshake(addr, 10*time.Second, cfg); err == nil {
 			c.Close()
 			return t, nil
 		}
 		if time.Now().After(deadline) {
 			t.stop()
-			return nil, errors.New("haproxy did not relay a session within 10 s")
+			return nil, fmt.Errorf("%s did not relay a session within 10 s", what)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
