@@ -264,7 +264,8 @@ func (m *Monitor) record(i int, srvr Srvr, err error, start time.Time, rtt time.
 			fn(v)
 		}
 	}
-	return timedOut
+	// Asked again at once only where the answer may change the status.
+	return timedOut && t.Status != StatusDown
 }
 
 // IsTimeout reports a probe that got no answer in time (as opposed to a refused or reset

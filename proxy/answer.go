@@ -64,12 +64,18 @@ func (r *relay) answerOpen(o *out) {
 }
 
 // releasePermits gives back the permits of requests that get no member reply counted:
-// their outcome is what their age says (slow by now, or not), or lost.
+// their outcome is lost, or what their service time says (slow by now, or not) where
+// slow calls count (Server.countsSlow).
 func (s *Server) releasePermits(entries []inflight, lost bool) {
 	now := time.Now()
+	counts := s.countsSlow(now)
 	for _, f := range entries {
 		if f.permit {
-			s.brk.Release(0, now.Sub(f.start), lost)
+			age := f.service
+			if !counts {
+				age = min(age, s.brk.SlowCall())
+			}
+			s.brk.Release(0, age, lost)
 		}
 	}
 }

@@ -116,8 +116,11 @@ func (c *conn) place(raw []byte, req *jute.ConnectRequest, deadline time.Time) e
 				break
 			}
 			s.obs.ConnectFailed(member, err)
-			if i < caught {
-				// One health saw behind may close on the client's zxid: not its fault.
+			// One health saw behind may close on the client's zxid, and a member that
+			// answered sessions lately but not this ConnectRequest in time is busy
+			// committing a backlog (a new session waits on the quorum): not its fault.
+			busy := isTimeout(err) && time.Since(s.LastAnswer(member)) < s.conf().DialTimeout
+			if i < caught && !busy {
 				s.brk.ConnectFailed()
 				s.ejector().ConnectFailed(member)
 			}
@@ -190,6 +193,9 @@ func (s *Server) dialMember(ctx context.Context, member string, raw []byte) (net
 	var resp jute.ConnectResponse
 	if err := jute.Decode(buf[4:], &resp); err != nil {
 		return fail(fmt.Errorf("bad ConnectResponse: %w", err))
+	}
+	if !stop() { // the attempt's time ran out as the answer came: the deadline is set in the past
+		return fail(fmt.Errorf("ConnectResponse at the attempt's deadline: %w", context.DeadlineExceeded))
 	}
 	server.SetDeadline(time.Time{})
 	return server, &resp, buf, nil

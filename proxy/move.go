@@ -90,8 +90,8 @@ func (r *relay) lose(o *out, now time.Time, why string) (*moveOrder, *ending) {
 	for _, xid := range pings {
 		o.client = appendReply(o.client, xid, r.sess.zxid(), jute.ErrOK)
 	}
-	lossAnswered := 0
-	if unsafe != 0 && r.answersLoss() {
+	lossAnswered, lossMode := 0, unsafe != 0 && r.answersLoss()
+	if lossMode {
 		// The write's outcome is unknown, as it would be to the client directly: it and
 		// everything queued behind it (reads too, which keeps the answers in order) get
 		// CONNECTIONLOSS, and the session moves with nothing in flight. The old member
@@ -121,7 +121,7 @@ func (r *relay) lose(o *out, now time.Time, why string) (*moveOrder, *ending) {
 	s.mu.Unlock()
 	unmovable := r.sess.unmovable()
 	switch {
-	case unsafe != 0 && lossAnswered == 0:
+	case unsafe != 0 && !lossMode:
 		return nil, r.moveEnded(o, MoveUnsafe, fmt.Sprintf("a %s was in flight", unsafe), now)
 	case unmovable != "":
 		return nil, r.moveEnded(o, MoveWatches, unmovable, now)

@@ -310,6 +310,9 @@ func (r *relay) reply(o *out, frame []byte, now time.Time) error {
 		if err != nil {
 			return protocolError{err}
 		}
+		if top := r.srv.topZxid.Load(); h.Zxid > top && r.srv.topZxid.CompareAndSwap(top, h.Zxid) {
+			r.srv.committedAt.Store(now.UnixNano())
+		}
 		r.sent--
 		o.flight--
 		r.outcome(o, f, h, now)

@@ -162,9 +162,12 @@ type Server struct {
 	stalledSessions atomic.Int32
 	// movedAt is when the last session move attached (unix ns): the members that took
 	// moved sessions are busy re-establishing them for a while (settling)
-	movedAt         atomic.Int64
-	readOnlyService atomic.Bool // ServesReadOnly as of the last view, for its log lines
-	hotAt           time.Time   // the last sampleHot; maintain's
+	movedAt atomic.Int64
+	// committedAt is when a reply last showed a zxid higher than any before (unix ns):
+	// the ensemble was committing writes then
+	topZxid, committedAt atomic.Int64
+	readOnlyService      atomic.Bool // ServesReadOnly as of the last view, for its log lines
+	hotAt                time.Time   // the last sampleHot; maintain's
 
 	mu        sync.Mutex // guards below
 	listeners map[net.Listener]struct{}

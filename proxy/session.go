@@ -273,6 +273,9 @@ func (s *Session) answerOwed(buf []inflight, sentToo bool) []inflight {
 		e.answered = true
 		s.replies++
 		s.errors++ // answered with the reject code
+		if !e.rejected {
+			e.service = time.Since(s.serviceStart(e))
+		}
 		buf = append(buf, e.handOut())
 	}
 	s.compact()
@@ -323,8 +326,10 @@ func (s *Session) drain() []inflight {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []inflight
+	now := time.Now()
 	for i := range s.fifo {
 		if e := &s.fifo[i]; e.waiting() {
+			e.service = now.Sub(s.serviceStart(e))
 			out = append(out, e.handOut())
 		}
 	}
@@ -375,6 +380,25 @@ func (s *Session) stalledNow(now time.Time, slow time.Duration) bool {
 		}
 	}
 	return false
+}
+
+// oldestLocal reports whether the session's oldest request waiting on the member is one
+// the member answers on its own (a read), not one that waits on the leader's commit.
+// The caller holds mu.
+func (s *Session) oldestLocal() bool {
+	for i := range s.fifo {
+		if e := &s.fifo[i]; e.waiting() && e.xid >= 0 {
+			return repeatable(e.op) && e.op != jute.OpSync
+		}
+	}
+	return false
+}
+
+// stalledLocal is stalledNow for a read: the member itself keeps it waiting.
+func (s *Session) stalledLocal(now time.Time, slow time.Duration) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.oldestLocal() && s.stalledNow(now, slow)
 }
 
 // serviceStart is when the member became responsible for e: the later of when it was

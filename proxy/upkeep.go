@@ -114,8 +114,13 @@ func (s *Server) settling(now time.Time) bool {
 }
 
 // countsSlow reports whether a slow call now counts against the ensemble: sessions
-// stall together (two or more at the last sweep) and no move is settling.
+// stall together (two or more at the last sweep) and no move is settling. While the
+// breaker is not closed every slow call counts: its half-open probes are few, often on
+// one session, and must tell a sick ensemble from a recovered one.
 func (s *Server) countsSlow(now time.Time) bool {
+	if s.brk.State() != breaker.Closed {
+		return true
+	}
 	return s.stalledSessions.Load() >= stalledSessions && !s.settling(now)
 }
 
@@ -137,7 +142,8 @@ func (s *Server) sweepStalls(now time.Time, tick time.Duration) {
 	}
 	var stalls []stall
 	var buf []inflight
-	waitedOn := map[string]int{} // sessions stalled now, by member
+	waitedOn := map[string]int{}    // sessions stalled now, by member
+	waitedLocal := map[string]int{} // of those, on a read the member answers itself
 	sessions := 0
 	for _, cn := range conns {
 		var stalledNow bool
@@ -146,6 +152,9 @@ func (s *Server) sweepStalls(now time.Time, tick time.Duration) {
 		if stalledNow {
 			sessions++
 			waitedOn[member]++
+			if cn.sess.stalledLocal(now, slow) {
+				waitedLocal[member]++
+			}
 		}
 		for _, f := range buf {
 			stalls = append(stalls, stall{f, member, cn.sess.id})
@@ -167,7 +176,7 @@ func (s *Server) sweepStalls(now time.Time, tick time.Duration) {
 			// The breaker judges the ensemble: a slow call is its business only while
 			// sessions stall together. One session's slow requests (a pipeline of 1 MB
 			// writes) are its own load; a hung leader or a hung member stalls them all.
-			if sessions < stalledSessions || settling {
+			if !s.countsSlow(now) {
 				age = 0
 			}
 			s.brk.Release(0, age, false)
@@ -186,8 +195,15 @@ func (s *Server) sweepStalls(now time.Time, tick time.Duration) {
 			stalledOn[m] = n >= stalledSessions
 			// Several sessions wait and the member answered none of them, nor any other,
 			// for longer than slow_call: frozen, while its peers answer theirs.
-			if n >= stalledSessions && !settling {
-				for _, c := range s.ejector().Silent(m, n, slow, now) {
+			// A write waits on the leader's commit, and a slow leader must not make a
+			// follower that carries writers look frozen: writes count only while the
+			// ensemble committed something after the member's last answer.
+			waiting := waitedLocal[m]
+			if s.committedAt.Load() > s.LastAnswer(m).UnixNano() {
+				waiting = n
+			}
+			if waiting >= stalledSessions && !settling {
+				for _, c := range s.ejector().Silent(m, waiting, slow, now) {
 					s.applyEjection(c)
 				}
 			}
