@@ -597,3 +597,24 @@ func TestSettlingAfterMove(t *testing.T) {
 		t.Fatal("one stalled session counted as the ensemble's trouble")
 	}
 }
+
+// Health's evidence for a late probe: a member's own answers on its sessions, and for the
+// leader, which rarely carries sessions, also the last commit any reply showed.
+func TestLastAnswerEvidence(t *testing.T) {
+	g := newRig(t) // m2 leads
+	if !g.srv.LastAnswer("m1").IsZero() || !g.srv.LastAnswer("m2").IsZero() {
+		t.Fatal("evidence before any answer")
+	}
+	g.client(getData(1, "/a", false))
+	g.toMember()
+	g.member(1, 0, &jute.GetDataResponse{}) // m1 answers, and the reply shows zxid 11
+	if got := g.srv.LastAnswer("m1"); !got.Equal(g.now) {
+		t.Fatalf("m1's evidence %v, want its answer at %v", got, g.now)
+	}
+	if got := g.srv.LastAnswer("m2"); !got.Equal(g.now) {
+		t.Fatalf("the leader's evidence %v, want the commit seen at %v", got, g.now)
+	}
+	if !g.srv.answeredOwn("m2").IsZero() {
+		t.Fatal("the leader answered no session of its own")
+	}
+}

@@ -39,8 +39,23 @@ func (s *Server) ApplyView(v health.View) {
 }
 
 // LastAnswer is when member last answered one of the sessions on it (zero: never seen):
-// health's evidence that a member whose probe is late is busy, not dead.
-func (s *Server) LastAnswer(member string) time.Time { return s.ejector().LastAnswer(member) }
+// health's evidence that a member whose probe is late is busy, not dead. The leader
+// rarely carries sessions (routing avoids it), but every write committed anywhere went
+// through it: for the leader the evidence is also the last time a reply showed the
+// ensemble's zxid advance.
+func (s *Server) LastAnswer(member string) time.Time {
+	t := s.ejector().LastAnswer(member)
+	if v := s.view(); v != nil && v.Leader == member {
+		if c := s.committedAt.Load(); c != 0 && (t.IsZero() || c > t.UnixNano()) {
+			t = time.Unix(0, c)
+		}
+	}
+	return t
+}
+
+// answeredOwn is LastAnswer without the leader's commit evidence: the member's own
+// answers on its sessions.
+func (s *Server) answeredOwn(member string) time.Time { return s.ejector().LastAnswer(member) }
 
 // verdict is health's word for the ensemble breaker: without a quorum with a leader, or
 // without a member serving, nothing can work.
@@ -199,7 +214,7 @@ func (s *Server) sweepStalls(now time.Time, tick time.Duration) {
 			// follower that carries writers look frozen: writes count only while the
 			// ensemble committed something after the member's last answer.
 			waiting := waitedLocal[m]
-			if s.committedAt.Load() > s.LastAnswer(m).UnixNano() {
+			if own := s.answeredOwn(m); own.IsZero() || s.committedAt.Load() > own.UnixNano() {
 				waiting = n
 			}
 			if waiting >= stalledSessions && !settling {
