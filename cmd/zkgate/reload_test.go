@@ -246,9 +246,15 @@ func TestReloadUnderLoad(t *testing.T) {
 	if !strings.Contains(line, file+":13: ensembles[0].breaker.failure_ratio: failure_ratio 2") {
 		t.Errorf("the refusal does not name the file, line and key: %s", line)
 	}
-	st = status()
-	if st.Config.Hash != hash || st.Config.LastReload.Result != "error" || len(st.Ensembles) != 2 || !st.Ensembles[0].Ready {
-		t.Errorf("after the broken file: %+v", st.Config)
+	// The status takes the refusal right after the log line: wait for it there.
+	deadline := time.Now().Add(10 * time.Second)
+	for st = status(); st.Config.Hash != hash || st.Config.LastReload.Result != "error" || len(st.Ensembles) != 2 || !st.Ensembles[0].Ready; st = status() {
+		if time.Now().After(deadline) {
+			t.Errorf("after the broken file: %+v, last reload %+v, %d ensembles, main ready %v", st.Config, st.Config.LastReload,
+				len(st.Ensembles), len(st.Ensembles) > 0 && st.Ensembles[0].Ready)
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	_, metrics := get(t, "http://"+adminAddr+"/metrics")
 	for _, want := range []string{`zkgate_config_reload_total{result="error"} 1`, `zkgate_config_reload_total{result="ok"} 1`, "zkgate_config_last_reload_successful 0"} {
