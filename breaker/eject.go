@@ -180,8 +180,16 @@ func sessionBit(id int64) uint64 { return 1 << (uint64(id) * 0x9E3779B97F4A7C15 
 // Answered records that member answered a session at (any reply, pings included): the
 // evidence that a member whose health probe is late is busy, not dead.
 func (j *Ejector) Answered(addr string, at time.Time) {
-	if c := j.byAddr[addr]; c != nil {
-		c.lastAnswer.Store(at.UnixNano())
+	c := j.byAddr[addr]
+	if c == nil {
+		return
+	}
+	ns := at.UnixNano()
+	for {
+		old := c.lastAnswer.Load()
+		if ns <= old || c.lastAnswer.CompareAndSwap(old, ns) {
+			return
+		}
 	}
 }
 

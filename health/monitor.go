@@ -75,6 +75,7 @@ type Monitor struct {
 	wg     sync.WaitGroup
 
 	progress atomic.Pointer[func(addr string) time.Time]
+	answered atomic.Pointer[func(addr string, at time.Time)]
 
 	mu       sync.Mutex // guards below
 	trackers []Tracker
@@ -127,6 +128,11 @@ func NewMonitor(addrs []string, cfg Config, log zerolog.Logger, opts ...Option) 
 // answering sessions is a late answer from a busy member or a busy machine, not a dead
 // member, and does not count toward its fall.
 func (m *Monitor) SetProgress(fn func(addr string) time.Time) { m.progress.Store(&fn) }
+
+// SetAnswered gives the monitor a function told of every probe a member answered: the
+// data path's evidence that a member is alive counts its probe answers too (a member
+// whose sessions are all idle still answers its probes).
+func (m *Monitor) SetAnswered(fn func(addr string, at time.Time)) { m.answered.Store(&fn) }
 
 // answeredSince reports whether the data path saw addr answer a session at or after t.
 func (m *Monitor) answeredSince(addr string, t time.Time) (time.Time, bool) {
@@ -234,6 +240,9 @@ func (m *Monitor) record(i int, srvr Srvr, err error, start time.Time, rtt time.
 	s := MemberState{Address: m.addrs[i], Status: t.Status, Since: t.Since, Latency: rtt, Refused: prev.Refused, LastMode: prev.LastMode}
 	if err == nil && srvr.Mode != "" {
 		s.LastMode = srvr.Mode
+	}
+	if fn := m.answered.Load(); err == nil && fn != nil {
+		(*fn)(m.addrs[i], now)
 	}
 	if err == nil {
 		s.Mode, s.Zxid, s.AvgLatency = srvr.Mode, srvr.Zxid, srvr.LatencyAvg

@@ -99,6 +99,7 @@ func startGate(t *testing.T, ens *zktest.Ensemble, cfg proxy.Config, opts ...gat
 		proxy.WithEjector(breaker.NewEjector(setup.addrs, setup.ejection, log)))
 	mon.Subscribe(srv.ApplyView)
 	mon.SetProgress(srv.LastAnswer)
+	mon.SetAnswered(srv.ProbeAnswered)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -53,6 +53,10 @@ func (s *Server) LastAnswer(member string) time.Time {
 	return t
 }
 
+// ProbeAnswered takes health's word that member answered a probe at: evidence that it
+// is alive, as an answer on a session is (Ejector.Silent compares members by it).
+func (s *Server) ProbeAnswered(member string, at time.Time) { s.ejector().Answered(member, at) }
+
 // answeredOwn is LastAnswer without the leader's commit evidence: the member's own
 // answers on its sessions.
 func (s *Server) answeredOwn(member string) time.Time { return s.ejector().LastAnswer(member) }

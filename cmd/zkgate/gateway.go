@@ -74,6 +74,7 @@ func startGateway(e config.Ensemble, log zerolog.Logger, metrics *admin.Metrics,
 		proxy.WithObserver(metrics.Observer(e.Name, g.brk)))
 	g.mon.Subscribe(g.srv.ApplyView)
 	g.mon.SetProgress(g.srv.LastAnswer)
+	g.mon.SetAnswered(g.srv.ProbeAnswered)
 	var lns []net.Listener
 	fail := func(err error) (*gateway, error) {
 		for _, ln := range lns {
@@ -159,6 +160,7 @@ func (g *gateway) apply(n config.Ensemble) (changed, restart []string) {
 		g.srv.SetViews(g.mon)
 		g.mon.Subscribe(g.srv.ApplyView)
 		g.mon.SetProgress(g.srv.LastAnswer)
+		g.mon.SetAnswered(g.srv.ProbeAnswered)
 		old.Close()
 		changed = append(changed, "members and health")
 	}
