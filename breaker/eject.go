@@ -13,63 +13,6 @@ import (
 	"github.com/zkgate/zkgate/jute"
 )
 
-// EjectionConfig holds member ejection settings (the config file's `ejection:` section).
-type EjectionConfig struct {
-	Enabled                    bool
-	ConsecutiveConnectFailures int           // in a row, with no success between
-	FailureRatio               float64       // failed/requests in the window
-	MinRequests                int           // per member in the window before ratio or latency count
-	Window                     time.Duration // the member statistics window
-	LatencyFactor              float64       // mean latency over the peers' median that ejects
-	LatencyFloor               time.Duration // a mean below this never ejects
-	MinSessions                int           // distinct sessions behind a member's latency figure before it counts
-	StalledRatio               float64       // recent time share with a request stalled past slow_call that ejects; 0 = off
-	BaseTime                   time.Duration // first ejection; doubles with each repeat
-	MaxTime                    time.Duration // cap on the ejection time
-}
-
-// DefaultEjectionConfig is member ejection as shipped.
-func DefaultEjectionConfig() EjectionConfig {
-	return EjectionConfig{
-		Enabled:                    true,
-		ConsecutiveConnectFailures: 3,
-		FailureRatio:               0.5,
-		MinRequests:                10,
-		Window:                     10 * time.Second,
-		LatencyFactor:              5,
-		LatencyFloor:               250 * time.Millisecond, // above a JVM's ordinary GC pauses (100-200 ms)
-		MinSessions:                3,
-		StalledRatio:               0.25,
-		BaseTime:                   5 * time.Second,
-		MaxTime:                    60 * time.Second,
-	}
-}
-
-// Validate names the first setting that cannot work.
-func (c EjectionConfig) Validate() error {
-	switch {
-	case c.ConsecutiveConnectFailures < 1:
-		return fmt.Errorf("consecutive_connect_failures %d: want at least 1", c.ConsecutiveConnectFailures)
-	case c.FailureRatio <= 0 || c.FailureRatio > 1:
-		return fmt.Errorf("failure_ratio %v: want a ratio in (0, 1]", c.FailureRatio)
-	case c.MinRequests < 1:
-		return fmt.Errorf("min_requests %d: want at least 1", c.MinRequests)
-	case c.Window <= 0:
-		return fmt.Errorf("window %v: want a positive duration", c.Window)
-	case c.MinSessions < 1:
-		return fmt.Errorf("min_sessions %d: want at least 1", c.MinSessions)
-	case c.LatencyFactor <= 1:
-		return fmt.Errorf("latency_factor %v: want more than 1", c.LatencyFactor)
-	case c.StalledRatio < 0 || c.StalledRatio > 1:
-		return fmt.Errorf("stalled_ratio %v: want a ratio in [0, 1] (0 turns it off)", c.StalledRatio)
-	case c.BaseTime <= 0:
-		return fmt.Errorf("base_time %v: want a positive duration", c.BaseTime)
-	case c.MaxTime < c.BaseTime:
-		return fmt.Errorf("max_time %v: want at least base_time (%v)", c.MaxTime, c.BaseTime)
-	}
-	return nil
-}
-
 // counters are one member's data-path statistics since the last Evaluate. The relay
 // adds to them without a lock.
 type counters struct {
@@ -203,23 +146,6 @@ func (j *Ejector) LastAnswer(addr string) time.Time {
 	return time.Time{}
 }
 
-// Stalled records a request of session in flight on member for longer than the
-// slow-call threshold with no reply on the session meanwhile, as a failure whose latency
-// is at least age. Its reply, if it comes, is not recorded. Stalls count toward the
-// failure ratio only once min_sessions distinct sessions had one: one session's slow
-// requests (a pipeline of 1 MB writes, say) are that session's load, not the member's
-// fault; a member that stops answering stalls every session on it (and health sees it).
-func (j *Ejector) Stalled(addr string, session int64, age time.Duration) {
-	if c := j.byAddr[addr]; c != nil {
-		c.requests.Add(1)
-		c.stalls.Add(1)
-		c.stallNs.Add(int64(age))
-		if bit := sessionBit(session); c.stallSess.Load()&bit == 0 {
-			c.stallSess.Or(bit)
-		}
-	}
-}
-
 // Lost records n requests whose member connection died before their replies.
 func (j *Ejector) Lost(addr string, n int) {
 	if c := j.byAddr[addr]; c != nil {
@@ -261,46 +187,6 @@ func (j *Ejector) ObserveHealth(addr string, down bool, why string, now time.Tim
 		}
 	}
 	return nil
-}
-
-// Silent ejects member when it has answered no session at all for longer than slow
-// while waiting sessions (two or more) wait on it, and a peer in rotation answered one of
-// its own since: a frozen member (SIGSTOP, a long stop-the-world pause, a dead disk)
-// seen from the data path, a second or more before its health probes time out. Peers
-// silent too (a starved machine, an election) are not one member's trouble, and nothing
-// is ejected.
-func (j *Ejector) Silent(addr string, waiting int, slow time.Duration, now time.Time) []Change {
-	if !j.cfg.Enabled {
-		return nil
-	}
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	var m *member
-	for _, p := range j.members {
-		if p.addr == addr {
-			m = p
-		}
-	}
-	if m == nil || m.ejected || m.down || j.outCount() >= j.maxOut {
-		return nil
-	}
-	last := m.c.lastAnswer.Load()
-	silentFor := now.Sub(time.Unix(0, last))
-	if last == 0 || silentFor <= slow {
-		return nil
-	}
-	peerAnswers := false
-	for _, p := range j.members {
-		if p != m && !p.ejected && !p.down && p.c.lastAnswer.Load() > last {
-			peerAnswers = true
-		}
-	}
-	if !peerAnswers {
-		return nil
-	}
-	why := fmt.Sprintf("answered none of its sessions for %v while %d waited on it past the slow-call threshold, and its peers answered theirs",
-		silentFor.Round(time.Millisecond), waiting)
-	return []Change{j.eject(m, now, why)}
 }
 
 // Evaluate folds in the statistics recorded since the last call and decides ejections
@@ -358,54 +244,6 @@ func (j *Ejector) Evaluate(now time.Time) []Change {
 		changes = append(changes, j.eject(m, now, why))
 	}
 	return changes
-}
-
-// stallHorizon is the time StallSample's average reaches back over, about.
-func (j *Ejector) stallHorizon() time.Duration { return max(j.cfg.Window/2, time.Second) }
-
-// StallSample takes one sweep of the sessions: which members had a request waiting on
-// them past the slow-call threshold, over the tick since the last sweep. Each member keeps
-// an exponentially weighted share of recent time stalled.
-//
-// It catches the member that stalls again and again without dying, a gray failure that
-// per-request statistics miss: a client blocked behind a frozen member sends nothing
-// more, so one slow request is diluted by the many fast ones the member answers between
-// its stalls (a member frozen 800 ms of every second showed a 3 % failure ratio and a mean
-// latency of about 20 ms, and was never ejected; it is stalled about 30 % of the time).
-func (j *Ejector) StallSample(stalled map[string]bool, tick time.Duration) {
-	if !j.cfg.Enabled || j.cfg.StalledRatio == 0 {
-		return
-	}
-	alpha := min(float64(tick)/float64(j.stallHorizon()), 1)
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	for _, m := range j.members {
-		x := 0.0
-		if stalled[m.addr] {
-			x = 1
-		}
-		m.stalled += alpha * (x - m.stalled)
-	}
-}
-
-// peersStalled is the median stalled share of m's peers in rotation (1 with none: a
-// member alone in rotation is nobody's outlier). Stalls everywhere are the ensemble's
-// trouble, the breaker's to judge, not one member's.
-func (j *Ejector) peersStalled(m *member) float64 {
-	var peers []float64
-	for _, p := range j.members {
-		if p != m && !p.ejected && !p.down {
-			peers = append(peers, p.stalled)
-		}
-	}
-	if len(peers) == 0 {
-		return 1
-	}
-	sort.Float64s(peers)
-	if len(peers)%2 == 0 {
-		return (peers[len(peers)/2-1] + peers[len(peers)/2]) / 2
-	}
-	return peers[len(peers)/2]
 }
 
 // verdict says why m should be ejected, or "".

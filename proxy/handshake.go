@@ -8,6 +8,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/zkgate/zkgate/health"
 	"github.com/zkgate/zkgate/jute"
 )
 
@@ -119,7 +120,7 @@ func (c *conn) place(raw []byte, req *jute.ConnectRequest, deadline time.Time) e
 			// One health saw behind may close on the client's zxid, and a member that
 			// answered sessions lately but not this ConnectRequest in time is busy
 			// committing a backlog (a new session waits on the quorum): not its fault.
-			busy := isTimeout(err) && time.Since(s.LastAnswer(member)) < s.conf().DialTimeout
+			busy := health.IsTimeout(err) && time.Since(s.LastAnswer(member)) < s.conf().DialTimeout
 			if i < caught && !busy {
 				s.brk.ConnectFailed()
 				s.ejector().ConnectFailed(member)

@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"os"
 	"slices"
 	"time"
 
+	"github.com/zkgate/zkgate/health"
 	"github.com/zkgate/zkgate/jute"
 )
 
@@ -73,12 +73,6 @@ func b2i(b bool) int {
 	return 0
 }
 
-// isTimeout: an attempt that got no answer in time.
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
-}
-
 // redial routes a moving session to a member other than the lost one, whose zxid has
 // caught up with the session's, and re-establishes it there. While no member takes it
 // (an election under way), it tries again until the move's deadline. A lost member that
@@ -118,7 +112,7 @@ func (s *Server) redial(ctx context.Context, m *moveOrder) moveResult {
 				if ctx.Err() != nil {
 					break // the move's own deadline, not the member's failure
 				}
-				if isTimeout(err) {
+				if health.IsTimeout(err) {
 					unanswered[member] = true
 				}
 				s.obs.ConnectFailed(member, err)
