@@ -139,15 +139,23 @@ func freeAddr() (string, error) {
 	return fmt.Sprintf("127.0.0.1:%d", ports[0]), nil
 }
 
+// goBuild builds the package pkg into bin, with the go command's output on stderr.
+func goBuild(bin, pkg, what string) error {
+	build := exec.Command("go", "build", "-o", bin, pkg)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("building %s (run from the repository root): %w", what, err)
+	}
+	return nil
+}
+
 // startZkgate builds zkgate (once) and runs it as its own process, so /proc shows its CPU
 // alone. extra flags follow -zkgate-flags.
 func startZkgate(dir string, members []string, name string, extra ...string) (*target, error) {
 	bin := filepath.Join(dir, "zkgate")
 	if _, err := os.Stat(bin); err != nil {
-		build := exec.Command("go", "build", "-o", bin, "./cmd/zkgate")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			return nil, fmt.Errorf("building zkgate (run from the repository root): %w", err)
+		if err := goBuild(bin, "./cmd/zkgate", "zkgate"); err != nil {
+			return nil, err
 		}
 	}
 	addr, err := freeAddr()
@@ -208,10 +216,8 @@ func startZkgateTLS(dir string, members []string, cert *benchCert) (*target, err
 // batching with nothing done to the bytes, round-robin over the members.
 func startFloor(dir string, members []string) (*target, error) {
 	bin := filepath.Join(dir, "floor")
-	build := exec.Command("go", "build", "-o", bin, "./bench/floor")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return nil, fmt.Errorf("building the floor relay (run from the repository root): %w", err)
+	if err := goBuild(bin, "./bench/floor", "the floor relay"); err != nil {
+		return nil, err
 	}
 	addr, err := freeAddr()
 	if err != nil {
