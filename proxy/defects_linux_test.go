@@ -87,7 +87,7 @@ func TestRegisterAfterAbort(t *testing.T) {
 	s, l := testLoopServer(t)
 	c, cfd, mfd := placedPair(t, s, l)
 	l.post(func() { l.finish(c, ending{side: "zkgate", reason: "aborted in the gap"}) })
-	l.post(func() { l.register(c, cfd, mfd, nil) })
+	l.post(func() { l.register(c, cfd, mfd, nil, nil, nil) })
 	settled(t, l)
 	if fdOpen(cfd) || fdOpen(mfd) {
 		t.Error("the aborted session's sockets are open")
@@ -105,7 +105,7 @@ func TestRegisterAfterAbort(t *testing.T) {
 func TestLoopFailureEndsSessions(t *testing.T) {
 	s, l := testLoopServer(t)
 	c, cfd, mfd := placedPair(t, s, l)
-	if reason := c.handOver(l, func() bool { return l.post(func() { l.register(c, cfd, mfd, nil) }) }); reason != "" {
+	if reason := c.handOver(l, func() bool { return l.post(func() { l.register(c, cfd, mfd, nil, nil, nil) }) }); reason != "" {
 		t.Fatal(reason)
 	}
 	settled(t, l)

@@ -11,8 +11,8 @@ import (
 )
 
 // gsession is the goroutine driver of one session, used where there is no epoll (every
-// OS but Linux), where a socket needs Go's own I/O (TLS), and when Config.Driver asks for
-// it. Two goroutines read, one per socket, and feed the relay under mu; two more write,
+// OS but Linux), for TLS connections a loop cannot take from crypto/tls (planTLS), and
+// when Config.Driver asks for it. Two goroutines read, one per socket, and feed the relay under mu; two more write,
 // one per socket, so that a reader never blocks on the other side's socket while it holds
 // the relay. A side whose queue passes highWater stops the reads that feed it.
 type gsession struct {
@@ -39,6 +39,8 @@ type outbox struct {
 }
 
 func (s *Server) adoptGoroutines(c *conn, server net.Conn, early []byte) {
+	settleTLS(c.client) // crypto/tls keeps its connections here
+	settleTLS(server)
 	g := &gsession{c: c, srv: s, cq: outbox{conn: c.client}, mq: outbox{conn: server}}
 	g.cond = sync.NewCond(&g.mu)
 	c.client.SetDeadline(time.Time{})
@@ -211,6 +213,7 @@ func (g *gsession) move(err error) net.Conn {
 		return nil
 	}
 	res := g.srv.redial(g.srv.ctx, order)
+	settleTLS(res.conn)
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()

@@ -52,6 +52,8 @@ type loop struct {
 	rateSince time.Time
 	rate      float64
 
+	tls tlsScratch // the TLS record layer's buffers (tlsloop_linux.go)
+
 	sessions atomic.Int32 // placed here, for choosing a loop
 
 	mu      sync.Mutex
@@ -81,6 +83,7 @@ type end struct {
 	events   uint32 // EPOLLIN and EPOLLOUT as registered with epoll (with edge)
 	gen      int32  // registration number, in the epoll data with fd: events for an
 	// earlier socket with the same number are told apart
+	tls *tlsRec // the record layer of a TLS connection (nil: plain); in and out are its plaintext and records
 }
 
 const (

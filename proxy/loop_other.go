@@ -22,7 +22,7 @@ func newLoop(*Server) (*loop, error) { return nil, errors.New("no epoll on this 
 
 func (l *loop) stop() {}
 
-func (s *Server) adoptLoop(c *conn, server net.Conn, early []byte) {
+func (s *Server) adoptLoop(c *conn, server net.Conn, early []byte, _, _ *tlsPlan) {
 	s.adoptGoroutines(c, server, early)
 }
 

@@ -11,9 +11,31 @@ import (
 )
 
 // adoptLoop moves a placed session's sockets to the relay loop with the fewest sessions,
-// with the bytes the client sent right behind its ConnectRequest.
-func (s *Server) adoptLoop(c *conn, server net.Conn, early []byte) {
-	cfd, err := detach(c.client)
+// with the bytes the client sent right behind its ConnectRequest. A TLS connection comes
+// with its plan (planTLS): the loop takes it from crypto/tls.
+func (s *Server) adoptLoop(c *conn, server net.Conn, early []byte, cp, mp *tlsPlan) {
+	client := c.client
+	var ct, mt *tlsHandoff
+	var err error
+	if cp != nil {
+		if ct, err = cp.take(); err != nil {
+			c.client.Close()
+			server.Close()
+			c.ended(ending{side: "client", err: fmt.Errorf("taking over the client's TLS: %w", err)})
+			return
+		}
+		client, early = ct.nc, append(early, ct.plain...)
+	}
+	if mp != nil {
+		if mt, err = mp.take(); err != nil {
+			client.Close()
+			server.Close()
+			c.ended(ending{side: "zkgate", reason: "taking over the member's TLS: " + err.Error()})
+			return
+		}
+		server = mt.nc
+	}
+	cfd, err := detach(client)
 	if err != nil {
 		server.Close()
 		c.ended(ending{side: "zkgate", reason: "taking over the client socket: " + err.Error()})
@@ -27,7 +49,7 @@ func (s *Server) adoptLoop(c *conn, server net.Conn, early []byte) {
 	}
 	l := s.pickLoop()
 	// register is posted before abort can see the loop: an abort's finish runs after it.
-	reason := c.handOver(l, func() bool { return l.post(func() { l.register(c, cfd, mfd, early) }) })
+	reason := c.handOver(l, func() bool { return l.post(func() { l.register(c, cfd, mfd, early, ct, mt) }) })
 	if reason == "" {
 		return
 	}
@@ -86,7 +108,9 @@ func (l *loop) answerOpen(c *conn) {
 
 // register adds a placed session's two sockets and relays what the client sent along with
 // its ConnectRequest. A session that ended before it got here only has its sockets closed.
-func (l *loop) register(c *conn, cfd, mfd int, early []byte) {
+// A TLS connection taken from crypto/tls (ct, mt) gets its record layer, and what
+// crypto/tls left unread is relayed first.
+func (l *loop) register(c *conn, cfd, mfd int, early []byte, ct, mt *tlsHandoff) {
 	if c.closed {
 		closeFD(cfd)
 		closeFD(mfd)
@@ -104,10 +128,30 @@ func (l *loop) register(c *conn, cfd, mfd int, early []byte) {
 		l.finish(c, ending{side: "zkgate", reason: "epoll_ctl: " + err.Error()})
 		return
 	}
+	if ct != nil {
+		c.ce.tls = ct.rec
+	}
+	if mt != nil {
+		c.me.tls = mt.rec
+	}
 	c.lastRead = l.now
 	if len(early) > 0 {
 		l.relay(&c.ce, early)
 	}
+	if ct != nil {
+		l.feedTLS(&c.ce, ct.raw)
+	}
+	if mt != nil {
+		l.handedOver(c, mt)
+	}
+}
+
+// handedOver relays what crypto/tls left unread on a member connection it handed over.
+func (l *loop) handedOver(c *conn, mt *tlsHandoff) {
+	if len(mt.plain) > 0 && !c.closed && c.me.fd >= 0 {
+		l.relay(&c.me, mt.plain)
+	}
+	l.feedTLS(&c.me, mt.raw)
 }
 
 // add registers one socket of c with epoll, as e.
@@ -134,6 +178,9 @@ func (l *loop) drop(e *end) {
 	if e.fd < len(l.ends) && l.ends[e.fd] == e {
 		l.ends[e.fd] = nil
 	}
+	if e.tls != nil {
+		l.closeTLS(e)
+	}
 	unix.Close(e.fd)
 	e.fd, e.in, e.out, e.events = -1, nil, nil, 0
 }
@@ -145,7 +192,11 @@ func (l *loop) drop(e *end) {
 // to the end of the stream.
 func (l *loop) readable(e *end, hup bool) {
 	for {
-		n, err := sockRead(e.fd, l.rbuf)
+		buf := l.rbuf
+		if e.tls != nil {
+			buf = l.tlsReadBuf()
+		}
+		n, err := sockRead(e.fd, buf)
 		switch {
 		case again(err):
 			return
@@ -153,14 +204,22 @@ func (l *loop) readable(e *end, hup bool) {
 			l.broken(e, osErr("read", err))
 			return
 		case n == 0:
-			l.broken(e, eofErr(len(e.in)))
+			partial := len(e.in)
+			if e.tls != nil {
+				partial += len(e.tls.part)
+			}
+			l.broken(e, eofErr(partial))
 			return
 		}
 		if !e.member {
 			e.c.lastRead = l.now
 		}
-		l.relay(e, l.rbuf[:n])
-		if e.c.closed || e.fd < 0 || e.events&unix.EPOLLIN == 0 || n < len(l.rbuf) && !hup {
+		if e.tls != nil {
+			l.openTLS(e, n)
+		} else {
+			l.relay(e, buf[:n])
+		}
+		if e.c.closed || e.fd < 0 || e.events&unix.EPOLLIN == 0 || n < len(buf) && !hup {
 			return
 		}
 	}
@@ -214,11 +273,24 @@ func (l *loop) flush(c *conn) {
 	l.o.reset()
 }
 
-// send writes data to e, or queues it behind what e has not taken yet.
+// send writes data to e, or queues it behind what e has not taken yet; a TLS end's data
+// is sealed into records first (e.out holds records only).
 func (l *loop) send(e *end, data []byte) {
 	if len(data) == 0 || e.c.closed || e.fd < 0 {
 		return
 	}
+	if e.tls != nil {
+		if data = l.sealTLS(e, data); data == nil { // queued behind e.out
+			l.flow(e.c)
+			return
+		}
+	}
+	l.put(e, data)
+}
+
+// put writes bytes as they go on the wire to e, or queues them behind what e has not
+// taken yet.
+func (l *loop) put(e *end, data []byte) {
 	if len(e.out) > 0 {
 		e.out = append(e.out, data...)
 		l.flow(e.c)
@@ -350,18 +422,34 @@ func (l *loop) loseMember(c *conn, why string) {
 	})
 }
 
-// moved takes the member connection a move made, or ends the session without one.
+// moved takes the member connection a move made, or ends the session without one. A
+// member connection over TLS is taken from crypto/tls as at the session's start; one
+// that cannot be (TLS 1.2, say) fails the move: a loop has no other way to relay it.
 func (l *loop) moved(c *conn, res moveResult) {
 	if c.closed || !c.r.moving() {
 		res.close()
 		return
 	}
 	var end *ending
+	var mt *tlsHandoff
 	if res.err == nil {
-		var fd int
-		if fd, res.err = detach(res.conn); res.err == nil {
-			if res.err = l.add(c, &c.me, fd, true); res.err != nil {
-				closeFD(fd)
+		nc := res.conn
+		if isTLS(nc) {
+			if mt, res.err = handoffTLS(nc); res.err != nil {
+				res.close()
+				res.err = fmt.Errorf("member %s: taking over its TLS: %w", res.member, res.err)
+			} else {
+				nc = mt.nc
+			}
+		}
+		if res.err == nil {
+			var fd int
+			if fd, res.err = detach(nc); res.err == nil {
+				if res.err = l.add(c, &c.me, fd, true); res.err != nil {
+					closeFD(fd)
+				} else if mt != nil {
+					c.me.tls = mt.rec
+				}
 			}
 		}
 	}
@@ -374,6 +462,12 @@ func (l *loop) moved(c *conn, res moveResult) {
 	if end != nil {
 		l.finish(c, *end)
 		return
+	}
+	if mt != nil {
+		l.handedOver(c, mt)
+		if c.closed {
+			return
+		}
 	}
 	l.flow(c)
 }

@@ -58,6 +58,11 @@ type Server struct {
 	readOnlyService      atomic.Bool // ServesReadOnly as of the last view, for its log lines
 	hotAt                time.Time   // the last sampleHot; maintain's
 
+	// TLS sessions relayed by a loop, and by the goroutine driver although the loops
+	// run (TLSSessions); the fallbacks' reasons logged so far
+	tlsFast, tlsSlow atomic.Int64
+	tlsReasons       sync.Map
+
 	mu        sync.Mutex // guards below
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
@@ -231,13 +236,27 @@ func (s *Server) track(c net.Conn) bool {
 	return true
 }
 
-// drive gives a placed session to its driver.
+// drive gives a placed session to its driver: a relay loop, when there are loops and
+// each TLS connection of the session can be taken from crypto/tls (planTLS), else the
+// goroutine driver.
 func (s *Server) drive(c *conn, server net.Conn, early []byte) {
-	if len(s.loops) > 0 && !isTLS(c.client) && !isTLS(server) {
-		s.adoptLoop(c, server, early)
+	if len(s.loops) == 0 {
+		s.adoptGoroutines(c, server, early)
 		return
 	}
-	s.adoptGoroutines(c, server, early)
+	if !isTLS(c.client) && !isTLS(server) {
+		s.adoptLoop(c, server, early, nil, nil)
+		return
+	}
+	cp, cerr := planTLS(c.client)
+	mp, merr := planTLS(server)
+	if err := errors.Join(cerr, merr); err != nil {
+		s.tlsFallback(c, err)
+		s.adoptGoroutines(c, server, early)
+		return
+	}
+	s.tlsFast.Add(1)
+	s.adoptLoop(c, server, early, cp, mp)
 }
 
 // goMove runs a move's dial on its own goroutine, which the server waits for, and
