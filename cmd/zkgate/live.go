@@ -81,7 +81,7 @@ func serveReloadable(ctx context.Context, f config.File, source func() (config.F
 		Help: "When the configuration was last reloaded (or first loaded), Unix seconds."})
 	rt.lastOK = prometheus.NewGauge(prometheus.GaugeOpts{Name: "zkgate_config_last_reload_successful",
 		Help: "1 if the last reload succeeded, 0 if its file was refused."})
-	reg.MustRegister(reloads, rt.lastAt, rt.lastOK, admin.NewStateCollector(rt.set))
+	reg.MustRegister(reloads, rt.lastAt, rt.lastOK, admin.NewStateCollector(rt.set), admin.NewTLSCollector(rt.set))
 	defer rt.closeAll()
 	info := running{Clients: map[string]string{}, TLSClients: map[string]string{}}
 	for _, e := range f.Ensembles {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
+	"github.com/zkgate/zkgate/admin"
 	"github.com/zkgate/zkgate/config"
 	"github.com/zkgate/zkgate/internal/zktest"
 	"github.com/zkgate/zkgate/jute"
@@ -34,7 +36,12 @@ func newTLSRig(t *testing.T) *tlsRig {
 	t.Helper()
 	pki := zktest.NewPKI(t)
 	zkCert := pki.Issue(t, "zookeeper", false, false)
-	ens := zktest.Start(t, zktest.Config{Members: 3, SecureClientPort: true, Extra: pki.ZooKeeperTLS(zkCert, "need")})
+	extra := pki.ZooKeeperTLS(zkCert, "need")
+	// ZooKeeper 3.8 serves TLSv1.2 alone unless told otherwise (its protocol, and cipher
+	// suites with no TLS 1.3 one); zkgate's relay loops take TLS 1.3 connections only (a
+	// TLS 1.2 one stays on the goroutine driver).
+	extra["ssl.protocol"], extra["ssl.enabledProtocols"], extra["ssl.ciphersuites"] = "TLSv1.3", "TLSv1.3,TLSv1.2", javaCiphers
+	ens := zktest.Start(t, zktest.Config{Members: 3, SecureClientPort: true, Extra: extra})
 	return &tlsRig{ens: ens, pki: pki, server: pki.Issue(t, "zkgate", false, false),
 		client: pki.Issue(t, "client", false, false), member: pki.Issue(t, "zkgate-to-members", false, false)}
 }
@@ -123,9 +130,15 @@ func crudGoZK(t *testing.T, c *zk.Conn, root string) {
 	}
 }
 
-// javaTLSFlags are the Java client's system properties for TLS with a client certificate.
+// javaCiphers are ZooKeeper 3.8's default cipher suites with the TLS 1.3 ones first.
+const javaCiphers = "TLS_AES_256_GCM_SHA384,TLS_AES_128_GCM_SHA256,TLS_CHACHA20_POLY1305_SHA256," +
+	"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"
+
+// javaTLSFlags are the Java client's system properties for TLS 1.3 (ZooKeeper 3.8's
+// client speaks TLSv1.2 by default) with a client certificate.
 func (r *tlsRig) javaTLSFlags() []string {
 	return []string{"-Dzookeeper.client.secure=true", "-Dzookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty",
+		"-Dzookeeper.ssl.protocol=TLSv1.3", "-Dzookeeper.ssl.ciphersuites=" + javaCiphers,
 		"-Dzookeeper.ssl.trustStore.location=" + r.pki.CA, "-Dzookeeper.ssl.trustStore.type=PEM",
 		"-Dzookeeper.ssl.keyStore.location=" + r.client.PEM, "-Dzookeeper.ssl.keyStore.type=PEM"}
 }
@@ -182,7 +195,7 @@ func crudKazoo(t *testing.T, r *tlsRig, addr string, secure bool, root string) {
 		t.Errorf("kazoo (tls %v): %v\n%s", secure, err, out)
 	}
 	// Its closeSession's reply reaches it before zkgate closes the connection (the
-	// goroutine driver, which TLS sessions use, once dropped it).
+	// goroutine driver, which TLS sessions used, once dropped it).
 	if strings.Contains(string(out), "Connection dropped") {
 		t.Errorf("kazoo (tls %v) saw its connection dropped:\n%s", secure, out)
 	}
@@ -191,7 +204,8 @@ func crudKazoo(t *testing.T, r *tlsRig, addr string, secure bool, root string) {
 // All four combinations of TLS towards clients and towards members, each with zkCli,
 // kazoo and go-zookeeper doing CRUD, a watch and an ephemeral. Two zkgates, each with a
 // plain and a TLS listener: one reaches the members on their plain ports, the other on
-// their secure ports with mutual TLS.
+// their secure ports with mutual TLS. Every session runs on the relay loops, its TLS
+// taken from crypto/tls after the handshake (zkgate_tls_sessions_total{path="fast"}).
 func TestTLSCombinations(t *testing.T) {
 	rig := newTLSRig(t)
 	for _, toMembers := range []bool{false, true} {
@@ -199,6 +213,17 @@ func TestTLSCombinations(t *testing.T) {
 		for _, secure := range []bool{false, true} {
 			name := fmt.Sprintf("client tls %v, member tls %v", secure, toMembers)
 			t.Run(name, func(t *testing.T) {
+				fastBefore, _ := tlsSessions(t, r.Admin)
+				defer func() {
+					// Every TLS session was taken over by a relay loop.
+					fast, fallback := tlsSessions(t, r.Admin)
+					if fallback != 0 {
+						t.Errorf("%d TLS sessions fell back to the goroutine driver", fallback)
+					}
+					if tls := secure || toMembers; tls && fast == fastBefore || !tls && fast != fastBefore {
+						t.Errorf("TLS sessions on the relay loops: %d before, %d after", fastBefore, fast)
+					}
+				}()
 				addr := r.Clients["ops"]
 				var cfg *tls.Config
 				if secure {
@@ -305,6 +330,9 @@ func TestTLSRefusalsAndRotation(t *testing.T) {
 	if !strings.Contains(logs.String(), "TLS files reloaded") {
 		t.Error("no log line for the reload")
 	}
+	if fast, fallback := tlsSessions(t, r.Admin); fast != 1 || fallback != 0 {
+		t.Errorf("TLS sessions: %d fast, %d fallback; want the live one fast", fast, fallback)
+	}
 }
 
 // tlsConnect opens a TLS connection with cfg and asks for a session.
@@ -344,4 +372,107 @@ func serverSerial(t *testing.T, addr string, cfg *tls.Config) string {
 	}
 	defer c.Close()
 	return c.ConnectionState().PeerCertificates[0].SerialNumber.Text(16)
+}
+
+// tlsSessions reads zkgate_tls_sessions_total of the ensemble "ops".
+func tlsSessions(t *testing.T, adminAddr string) (fast, fallback int) {
+	t.Helper()
+	code, metrics := get(t, "http://"+adminAddr+"/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics: %d", code)
+	}
+	for _, line := range strings.Split(metrics, "\n") {
+		for path, n := range map[string]*int{"fast": &fast, "fallback": &fallback} {
+			if v, ok := strings.CutPrefix(line, `zkgate_tls_sessions_total{ensemble="ops",path="`+path+`"} `); ok {
+				fmt.Sscan(v, n)
+			}
+		}
+	}
+	return fast, fallback
+}
+
+// A client that speaks only TLS 1.2 is relayed by the goroutine driver and works, the
+// reason logged; a session whose member connection is TLS on a relay loop moves when its
+// member is killed, the new member's TLS taken over the same way, without its client
+// noticing.
+func TestTLSFastPathFallbackAndMove(t *testing.T) {
+	rig := newTLSRig(t)
+	logs := captureLogs(t)
+	r := serveForTest(t, rig.ens, rig.withTLS(true))
+	addr := r.TLSClients["ops"]
+
+	old := rig.clientTLS(rig.client)
+	old.MaxVersion = tls.VersionTLS12
+	c12, _ := goZK(t, addr, old)
+	crudGoZK(t, c12, fmt.Sprintf("/tls12-%d", time.Now().UnixNano()))
+	if fast, fallback := tlsSessions(t, r.Admin); fast != 0 || fallback != 1 {
+		t.Errorf("TLS sessions: %d fast, %d fallback; want 0 and 1", fast, fallback)
+	}
+	if !strings.Contains(logs.String(), `"reason":"not TLS 1.3"`) {
+		t.Errorf("no log line says why the TLS 1.2 session fell back:\n%s", logs.String())
+	}
+	c12.Close()
+
+	// Every member serving and in rotation, so that the session has somewhere to go.
+	zktest.WaitFor(t, 30*time.Second, "three members serving, none ejected", func() bool {
+		var st admin.Status
+		_, body := get(t, "http://"+r.Admin+"/api/v1/status")
+		if err := json.Unmarshal([]byte(body), &st); err != nil {
+			t.Fatal(err)
+		}
+		ok := 0
+		for _, m := range st.Ensembles[0].Members {
+			if m.Serving && !m.Ejected {
+				ok++
+			}
+		}
+		return ok == 3
+	})
+	c, events := goZK(t, addr, rig.clientTLS(rig.client))
+	root := fmt.Sprintf("/tls-move-%d", time.Now().UnixNano())
+	if _, err := c.Create(root, []byte("v1"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	if fast, _ := tlsSessions(t, r.Admin); fast != 1 {
+		t.Fatalf("%d TLS sessions on the relay loops, want 1\n%s", fast, logs.String())
+	}
+	var victim *zktest.Member
+	zktest.WaitFor(t, 10*time.Second, "one member holding the one session", func() bool {
+		var st admin.Status
+		_, body := get(t, "http://"+r.Admin+"/api/v1/status")
+		if err := json.Unmarshal([]byte(body), &st); err != nil {
+			t.Fatal(err)
+		}
+		victim = nil
+		for _, m := range rig.ens.Members() {
+			if ms := memberStatus(st, m.SecureAddr); ms != nil && ms.Sessions == 1 {
+				victim = m
+			}
+		}
+		return victim != nil && st.Ensembles[0].Sessions == 1
+	})
+	victim.Kill()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("zkgate's log:\n%s", logs.String())
+		}
+	})
+	zktest.WaitFor(t, 30*time.Second, "the session moved", func() bool {
+		_, metrics := get(t, "http://"+r.Admin+"/metrics")
+		return strings.Contains(metrics, `zkgate_session_moves_total{ensemble="ops",outcome="moved"} 1`)
+	})
+	if _, err := c.Set(root, []byte("v2"), -1); err != nil {
+		t.Fatalf("set after the move: %v", err)
+	}
+	if b, _, err := c.Get(root); err != nil || string(b) != "v2" {
+		t.Fatalf("get after the move: %q %v", b, err)
+	}
+	for len(events) > 0 {
+		if ev := <-events; ev.State == zk.StateDisconnected || ev.State == zk.StateExpired {
+			t.Fatalf("the client saw %v", ev.State)
+		}
+	}
+	if fast, fallback := tlsSessions(t, r.Admin); fast != 1 || fallback != 1 {
+		t.Errorf("TLS sessions: %d fast, %d fallback; want 1 and 1 (a move is not a new session)", fast, fallback)
+	}
 }
