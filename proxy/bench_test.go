@@ -62,7 +62,11 @@ func responder(b *testing.B) string {
 }
 
 // benchGate starts a Server in front of the responder and returns a connected session.
-func benchGate(b *testing.B) (net.Conn, *jute.FrameReader) {
+func benchGate(b *testing.B) (net.Conn, *jute.FrameReader) { return benchGateWith(b, false) }
+
+// benchGateWith is benchGate, with a TLS client when tlsClient (its session relayed by the
+// loop, which took it from crypto/tls).
+func benchGateWith(b *testing.B, tlsClient bool) (net.Conn, *jute.FrameReader) {
 	member := responder(b)
 	view := &health.View{Members: []health.MemberState{{Address: member, Status: health.StatusServing, Mode: "leader", Serving: true}},
 		Leader: member, Quorum: true, At: time.Now()}
@@ -71,9 +75,16 @@ func benchGate(b *testing.B) (net.Conn, *jute.FrameReader) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	go srv.Serve(ln)
+	var c net.Conn
+	if tlsClient {
+		cert, pool := tlsTestCerts(b)
+		go srv.ServeTLS(ln, &tls.Config{Certificates: []tls.Certificate{cert}})
+		c, err = tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	} else {
+		go srv.Serve(ln)
+		c, err = net.Dial("tcp", ln.Addr().String())
+	}
 	b.Cleanup(func() { srv.Close() })
-	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -88,8 +99,15 @@ func benchGate(b *testing.B) (net.Conn, *jute.FrameReader) {
 
 // BenchmarkRelay is one getData request and its reply through zkgate's session code
 // (handshake done, breaker and ejector on, default observer), ping-pong.
-func BenchmarkRelay(b *testing.B) {
-	c, fr := benchGate(b)
+func BenchmarkRelay(b *testing.B) { benchRelay(b, false) }
+
+// BenchmarkRelayTLS is BenchmarkRelay with a TLS 1.3 client, relayed by the loop's record
+// layer. The client is crypto/tls, whose work counts too: its read buffer's growth is the
+// one allocation per op (zkgate's side makes none).
+func BenchmarkRelayTLS(b *testing.B) { benchRelay(b, true) }
+
+func benchRelay(b *testing.B, tlsClient bool) {
+	c, fr := benchGateWith(b, tlsClient)
 	req := jute.AppendFrame(nil, &jute.RequestHeader{Xid: 1, Type: jute.OpGetData}, &jute.GetDataRequest{Path: "/bench"})
 	b.ReportAllocs()
 	b.ResetTimer()
