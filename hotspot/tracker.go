@@ -122,6 +122,22 @@ func (t *Tracker) AddString(d Dim, key string, f Figures) {
 	t.add(d, unsafe.Slice(unsafe.StringData(key), len(key)), f) // read only
 }
 
+// Keyed is one key's figures, for AddBatch.
+type Keyed struct {
+	Key string
+	Figures
+}
+
+// AddBatch counts each key's figures in dimension d under one lock: what a caller
+// gathered for its keys since its last batch.
+func (t *Tracker) AddBatch(d Dim, batch []Keyed) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, k := range batch {
+		t.add(d, unsafe.Slice(unsafe.StringData(k.Key), len(k.Key)), k.Figures) // read only
+	}
+}
+
 // Report is the heaviest keys of one window.
 type Report struct {
 	From     time.Time `json:"from"`

@@ -175,7 +175,8 @@ func BenchmarkRelayPipelined(b *testing.B) {
 }
 
 // BenchmarkRelayMachine is one getData request and its reply through the relay state
-// machine alone: no socket, the breaker and ejector on, the default observer.
+// machine alone: no socket, the breaker and ejector on, the default observer, hot spots
+// gathered as a relay loop gathers them (and flushed at its sweep's rate).
 func BenchmarkRelayMachine(b *testing.B) {
 	view := &health.View{Members: []health.MemberState{{Address: "m1", Status: health.StatusServing, Mode: "leader", Serving: true}},
 		Leader: "m1", Quorum: true, At: time.Now()}
@@ -183,11 +184,14 @@ func BenchmarkRelayMachine(b *testing.B) {
 	r := newRelay(srv, &Session{member: "m1", id: 1, timeout: 30 * time.Second, started: time.Now()})
 	req := jute.AppendFrame(nil, &jute.RequestHeader{Xid: 1, Type: jute.OpGetData}, &jute.GetDataRequest{Path: "/bench"})
 	reply := jute.AppendFrame(nil, &jute.ReplyHeader{Xid: 1, Zxid: 42}, &jute.GetDataResponse{})
-	var o out
+	o := out{hot: newHotBatch(srv)}
 	now := time.Now()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
+		if i%1000 == 0 {
+			o.hot.flush() // a sweep every 100 ms, at 10,000 requests a second
+		}
 		xid := int32(i + 1)
 		req[4], req[5], req[6], req[7] = byte(xid>>24), byte(xid>>16), byte(xid>>8), byte(xid)
 		reply[4], reply[5], reply[6], reply[7] = req[4], req[5], req[6], req[7]

@@ -52,9 +52,9 @@ func (s *Server) Hotspots() (r hotspot.Report, ok bool) {
 	return t.Report(), true
 }
 
-// hotRequest counts a request's path prefix and returns the tracker's copy of it, for
-// its reply.
-func (r *relay) hotRequest(h jute.RequestHeader, frame []byte) string {
+// hotRequest counts a request's path prefix and returns a copy of it that lasts, for
+// its reply: the batch's (a relay loop's) or the tracker's.
+func (r *relay) hotRequest(o *out, h jute.RequestHeader, frame []byte) string {
 	t := r.srv.hotTracker()
 	if t == nil {
 		return ""
@@ -64,11 +64,15 @@ func (r *relay) hotRequest(h jute.RequestHeader, frame []byte) string {
 		return ""
 	}
 	prefix := hotspot.Prefix(path, r.srv.conf().Hotspots.PathDepth)
-	return t.Add(hotspot.Paths, prefix, hotspot.Figures{Requests: 1, Bytes: uint64(len(frame))})
+	f := hotspot.Figures{Requests: 1, Bytes: uint64(len(frame))}
+	if o.hot != nil {
+		return o.hot.add(prefix, f)
+	}
+	return t.Add(hotspot.Paths, prefix, f)
 }
 
 // hotReply counts a reply's bytes, and its error, against its request's path prefix.
-func (r *relay) hotReply(f *inflight, code jute.ErrCode, n int) {
+func (r *relay) hotReply(o *out, f *inflight, code jute.ErrCode, n int) {
 	var errs uint64
 	if code != jute.ErrOK {
 		errs = 1
@@ -77,7 +81,85 @@ func (r *relay) hotReply(f *inflight, code jute.ErrCode, n int) {
 	if t == nil {
 		return
 	}
-	t.AddString(hotspot.Paths, f.hot, hotspot.Figures{Errors: errs, Bytes: uint64(n)})
+	g := hotspot.Figures{Errors: errs, Bytes: uint64(n)}
+	if o.hot != nil {
+		o.hot.addString(f.hot, g)
+		return
+	}
+	t.AddString(hotspot.Paths, f.hot, g)
+}
+
+// hotBatch gathers a relay loop's path figures between two of its sweeps: a request and
+// its reply then cost a lookup in a map the loop owns, where the tracker takes a lock
+// and updates three sketches (six lookups) for each. The tracker gets the sums at the
+// sweep, 100 ms late at most, which its 10 s windows do not notice.
+type hotBatch struct {
+	srv  *Server
+	m    map[string]*hotCount
+	sums []hotspot.Keyed // flush's, reused
+}
+
+type hotCount struct {
+	key string
+	f   hotspot.Figures
+}
+
+// hotBatchKeys bounds the keys a batch holds; a batch that has this many goes to the
+// tracker at once.
+const hotBatchKeys = 4096
+
+func newHotBatch(s *Server) *hotBatch { return &hotBatch{srv: s, m: make(map[string]*hotCount)} }
+
+// add counts f for key and returns the batch's copy of key.
+func (b *hotBatch) add(key []byte, f hotspot.Figures) string {
+	c := b.m[string(key)] // no copy for the lookup
+	if c == nil {
+		c = b.insert(string(key))
+	}
+	c.f.Requests += f.Requests
+	c.f.Errors += f.Errors
+	c.f.Bytes += f.Bytes
+	return c.key
+}
+
+// addString is add for a key the batch (or the tracker) handed out.
+func (b *hotBatch) addString(key string, f hotspot.Figures) {
+	c := b.m[key]
+	if c == nil {
+		c = b.insert(key)
+	}
+	c.f.Requests += f.Requests
+	c.f.Errors += f.Errors
+	c.f.Bytes += f.Bytes
+}
+
+func (b *hotBatch) insert(key string) *hotCount {
+	if len(b.m) >= hotBatchKeys {
+		b.flush() // too many keys for one sweep: the tracker takes them now
+	}
+	c := &hotCount{key: key}
+	b.m[key] = c
+	return c
+}
+
+// flush hands the sums to the tracker (none when hot spots were turned off meanwhile:
+// the sums are dropped). Keys that counted nothing since the last flush leave the batch;
+// the others stay, zeroed, so a steady key costs no allocation.
+func (b *hotBatch) flush() {
+	sums := b.sums[:0]
+	for k, c := range b.m {
+		if c.f == (hotspot.Figures{}) {
+			delete(b.m, k)
+			continue
+		}
+		sums = append(sums, hotspot.Keyed{Key: c.key, Figures: c.f})
+		c.f = hotspot.Figures{}
+	}
+	if t := b.srv.hotTracker(); t != nil && len(sums) > 0 {
+		t.AddBatch(hotspot.Paths, sums)
+	}
+	clear(sums)
+	b.sums = sums[:0]
 }
 
 // sampleHot adds what each session did since the last sample to its client's and its own

@@ -131,6 +131,7 @@ func newLoop(s *Server) (*loop, error) {
 	}
 	l := &loop{srv: s, epfd: epfd, efd: efd, conns: map[*conn]struct{}{}, events: make([]unix.EpollEvent, 256),
 		rbuf: make([]byte, readChunk), done: make(chan struct{})}
+	l.o.hot = newHotBatch(s)
 	if runtime.GOMAXPROCS(0) == 1 {
 		// The only P must not sit in epoll_wait: every other goroutine (handshakes,
 		// health, admin) would wait for sysmon to take it back. The loop parks in Go's

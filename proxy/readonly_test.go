@@ -100,36 +100,58 @@ func TestServesReadOnly(t *testing.T) {
 }
 
 // Hot spots: a request's path prefix is counted when it goes by, its reply's bytes and
-// error when it comes back.
+// error when it comes back; straight into the tracker (the goroutine driver), or through
+// a relay loop's batch, which the tracker gets at the loop's sweep.
 func TestRelayCountsHotPaths(t *testing.T) {
-	g := newRig(t)
-	g.srv.conf().Hotspots = DefaultHotspots()
-	g.srv.hot.Store(newHotTracker(g.srv.conf().Hotspots))
-	for i := range 5 {
-		g.client(getData(int32(i+1), "/app/locks/lock-"+itoa(i), false))
-	}
-	g.client(reqFrame(6, jute.OpDelete, &jute.DeleteRequest{Path: "/app/config", Version: -1}),
-		reqFrame(jute.XidPing, jute.OpPing, nil))
-	g.toMember()
-	for i := range 5 {
-		g.member(int32(i+1), 0, &jute.GetDataResponse{Data: make([]byte, 1000)})
-	}
-	g.member(6, jute.ErrNoNode)
-	g.member(jute.XidPing, 0)
-	g.toClient()
-	g.srv.hotTracker().Rotate(time.Now().Add(g.srv.conf().Hotspots.Window))
-	rep, ok := g.srv.Hotspots()
-	if !ok {
-		t.Fatal("hot spots off")
-	}
-	byReq := rep.Paths.ByRequests
-	if len(byReq) != 2 || byReq[0].Key != "/app/locks" || byReq[1].Key != "/app/config" {
-		t.Fatalf("paths by requests: %+v (the ping has no path)", byReq)
-	}
-	if e := rep.Paths.ByErrors; len(e) != 1 || e[0].Key != "/app/config" {
-		t.Fatalf("paths by errors: %+v", e)
-	}
-	if b := rep.Paths.ByBytes; b[0].Key != "/app/locks" || b[0].BytesPerSec*rep.Seconds < 5000 {
-		t.Fatalf("paths by bytes: %+v: the replies' bytes count", b)
+	for _, batched := range []bool{false, true} {
+		t.Run(map[bool]string{false: "direct", true: "batched"}[batched], func(t *testing.T) {
+			g := newRig(t)
+			g.srv.conf().Hotspots = DefaultHotspots()
+			g.srv.hot.Store(newHotTracker(g.srv.conf().Hotspots))
+			if batched {
+				g.o.hot = newHotBatch(g.srv)
+			}
+			for i := range 5 {
+				g.client(getData(int32(i+1), "/app/locks/lock-"+itoa(i), false))
+			}
+			g.client(reqFrame(6, jute.OpDelete, &jute.DeleteRequest{Path: "/app/config", Version: -1}),
+				reqFrame(jute.XidPing, jute.OpPing, nil))
+			g.toMember()
+			for i := range 5 {
+				g.member(int32(i+1), 0, &jute.GetDataResponse{Data: make([]byte, 1000)})
+			}
+			g.member(6, jute.ErrNoNode)
+			g.member(jute.XidPing, 0)
+			g.toClient()
+			if batched {
+				g.srv.hotTracker().Rotate(time.Now().Add(g.srv.conf().Hotspots.Window))
+				if rep, _ := g.srv.Hotspots(); len(rep.Paths.ByRequests) != 0 {
+					t.Fatalf("the tracker has the batch's figures before the sweep: %+v", rep.Paths.ByRequests)
+				}
+				g.o.hot.flush()
+				if len(g.o.hot.m) != 2 {
+					t.Fatalf("batch keys after a flush: %d, want the 2 that counted, zeroed", len(g.o.hot.m))
+				}
+				g.o.hot.flush() // nothing since: both keys leave the batch
+				if len(g.o.hot.m) != 0 {
+					t.Fatalf("batch keys after an empty flush: %d, want 0", len(g.o.hot.m))
+				}
+			}
+			g.srv.hotTracker().Rotate(time.Now().Add(2 * g.srv.conf().Hotspots.Window))
+			rep, ok := g.srv.Hotspots()
+			if !ok {
+				t.Fatal("hot spots off")
+			}
+			byReq := rep.Paths.ByRequests
+			if len(byReq) != 2 || byReq[0].Key != "/app/locks" || byReq[1].Key != "/app/config" {
+				t.Fatalf("paths by requests: %+v (the ping has no path)", byReq)
+			}
+			if e := rep.Paths.ByErrors; len(e) != 1 || e[0].Key != "/app/config" {
+				t.Fatalf("paths by errors: %+v", e)
+			}
+			if b := rep.Paths.ByBytes; b[0].Key != "/app/locks" || b[0].BytesPerSec*rep.Seconds < 5000 {
+				t.Fatalf("paths by bytes: %+v: the replies' bytes count", b)
+			}
+		})
 	}
 }

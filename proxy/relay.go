@@ -50,6 +50,7 @@ const (
 // (coalescing reads them).
 type out struct {
 	client, member []byte
+	hot            *hotBatch // a relay loop's path figures; nil: straight to the tracker
 	batch, owed    []inflight
 	flight         int           // requests sent to members and not answered yet
 	latency        time.Duration // moving average of the members' reply latency
@@ -99,7 +100,7 @@ func (r *relay) fromClient(o *out, data []byte, now time.Time) (used int, end *e
 			r.refuseReconfig(o, f)
 			continue
 		}
-		f.hot = r.hotRequest(h, frame)
+		f.hot = r.hotRequest(o, h, frame)
 		r.sess.bytesIn.Add(uint64(len(frame)))
 		counted := needsPermit(h)
 		if r.lim != nil && counted {
@@ -317,7 +318,7 @@ func (r *relay) reply(o *out, frame []byte, now time.Time) error {
 		o.flight--
 		r.outcome(o, f, h, now)
 		if f.hot != "" {
-			r.hotReply(&f, h.Err, len(frame))
+			r.hotReply(o, &f, h.Err, len(frame))
 		}
 		if f.op == jute.OpAuth && h.Err == jute.ErrAuthFailed {
 			r.bye = true // the member closes the connection after a failed auth; so does zkgate
