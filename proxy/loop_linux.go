@@ -34,6 +34,7 @@ type loop struct {
 	conns   map[*conn]struct{}
 	events  []unix.EpollEvent
 	yielded time.Time // the last runtime.Gosched
+	idle    bool      // the last wait saw nothing: the next one parks (parkIdle)
 	// With GOMAXPROCS=1 the loop waits in Go's poller (parkWait):
 	park      *os.File           // the epoll descriptor
 	parkRaw   syscall.RawConn    // park's
@@ -132,22 +133,24 @@ func newLoop(s *Server) (*loop, error) {
 	l := &loop{srv: s, epfd: epfd, efd: efd, conns: map[*conn]struct{}{}, events: make([]unix.EpollEvent, 256),
 		rbuf: make([]byte, readChunk), done: make(chan struct{})}
 	l.o.hot = newHotBatch(s)
+	// Non-blocking (epoll_wait ignores it), so that Go's poller can wait on the epoll
+	// descriptor: always with a single P (parkWait), and at a yield otherwise.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		unix.Close(efd)
+		return nil, err
+	}
+	l.poll = l.tryPoll
 	if runtime.GOMAXPROCS(0) == 1 {
 		// The only P must not sit in epoll_wait: every other goroutine (handshakes,
 		// health, admin) would wait for sysmon to take it back. The loop parks in Go's
 		// poller on the epoll descriptor instead.
-		if err := unix.SetNonblock(epfd, true); err != nil {
-			unix.Close(epfd)
-			unix.Close(efd)
-			return nil, err
-		}
 		l.park = os.NewFile(uintptr(epfd), "epoll")
 		if l.parkRaw, err = l.park.SyscallConn(); err != nil {
 			l.park.Close()
 			unix.Close(efd)
 			return nil, err
 		}
-		l.poll = l.tryPoll
 	}
 	go l.run()
 	return l, nil
@@ -245,12 +248,18 @@ func (l *loop) run() {
 //
 // A goroutine blocked in a system call keeps its P; the runtime's sysmon takes it back
 // (and then polls every 20 µs for a while) once the same goroutine has held the P for
-// 10 ms without being rescheduled. Yielding every few milliseconds keeps sysmon asleep:
-// measured, this costs less per request than parking in Go's poller on the epoll
-// descriptor (BENCHMARKS.md).
+// 10 ms without being rescheduled. Yielding every few milliseconds keeps sysmon asleep
+// while the loop works: measured, this costs less per request than parking in Go's
+// poller on the epoll descriptor (BENCHMARKS.md). An idle loop (its last wait saw
+// nothing) parks instead (parkIdle).
 func (l *loop) wait() (int, error) {
 	if l.park != nil {
 		return l.parkWait()
+	}
+	if l.idle {
+		n, err := l.parkIdle()
+		l.idle = n == 0 && err == nil
+		return n, err
 	}
 	if l.now.Sub(l.yielded) > yieldEvery {
 		runtime.Gosched()
@@ -264,7 +273,46 @@ func (l *loop) wait() (int, error) {
 			return n, err
 		}
 	}
-	return l.epollWait(int(sweepPeriod / time.Millisecond))
+	n, err := l.epollWait(int(sweepPeriod / time.Millisecond))
+	l.idle = n == 0 && err == nil // nothing for a whole sweep period: park next time
+	return n, err
+}
+
+// parkIdle is wait for a loop that saw nothing for a whole sweep period: it parks in
+// Go's poller on a duplicate of its epoll descriptor until events come or the sweep is
+// due, so that no P sits in a system call. An idle loop that blocked in epoll_wait
+// instead would have its P taken back by sysmon every 10 ms, and sysmon would then poll
+// every 20 µs for a while: 600 wakeups a second for an idle zkgate (BENCHMARKS.md). A
+// busy loop does not park: each park and wakeup restarts sysmon's fast polling.
+func (l *loop) parkIdle() (int, error) {
+	l.yielded = l.now
+	if n, err := l.epollWait(0); n > 0 || err != nil {
+		return n, err
+	}
+	fd, err := unix.FcntlInt(uintptr(l.epfd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return l.epollWait(int(sweepPeriod / time.Millisecond))
+	}
+	// The duplicate shares the epoll descriptor's O_NONBLOCK (set in newLoop), so Go's
+	// poller takes it; closing it takes it out of the poller again.
+	f := os.NewFile(uintptr(fd), "epoll")
+	defer f.Close()
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return l.epollWait(int(sweepPeriod / time.Millisecond))
+	}
+	f.SetReadDeadline(l.nextSweep)
+	l.ready, l.pollErr = 0, nil
+	err = raw.Read(l.poll)
+	l.now = time.Now()
+	l.observe(l.now)
+	if l.ready > 0 || l.pollErr != nil {
+		return l.ready, l.pollErr
+	}
+	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		return 0, nil
+	}
+	return 0, err
 }
 
 // rest is what is left of the window since the last epoll_wait returned: frames have
