@@ -36,6 +36,9 @@ func (l *loop) openTLS(e *end, n int) {
 	buf := l.tls.in[start : recordRoom+n]
 	copy(buf, t.part)
 	data, used, err := t.open(buf)
+	if err != nil {
+		used = len(buf) // the connection is done: nothing more is opened
+	}
 	l.keepRecord(t, buf[used:])
 	if len(t.pend) > 0 { // a KeyUpdate's answer, before anything sealed under the new key
 		l.put(e, t.pend)
