@@ -24,7 +24,7 @@ func (s *Server) adoptLoop(c *conn, server net.Conn, early []byte, cp, mp *tlsPl
 		if ct, err = cp.take(); err != nil {
 			c.client.Close()
 			server.Close()
-			c.ended(ending{side: "client", err: fmt.Errorf("taking over the client's TLS: %w", err)})
+			c.ended(ending{side: "zkgate", reason: "taking over the client's TLS: " + err.Error()})
 			return
 		}
 		client, early = ct.nc, append(early, ct.plain...)

@@ -12,9 +12,9 @@ import (
 
 // gsession is the goroutine driver of one session, used where there is no epoll (every
 // OS but Linux), for TLS connections a loop cannot take from crypto/tls (planTLS), and
-// when Config.Driver asks for it. Two goroutines read, one per socket, and feed the relay under mu; two more write,
-// one per socket, so that a reader never blocks on the other side's socket while it holds
-// the relay. A side whose queue passes highWater stops the reads that feed it.
+// when Config.Driver asks for it. Two goroutines read, one per socket, and feed the relay
+// under mu; two more write, one per socket, so that a reader never blocks on the other
+// side's socket while it holds the relay. A side whose queue passes highWater stops the reads that feed it.
 type gsession struct {
 	c    *conn
 	srv  *Server

@@ -20,7 +20,9 @@ func (c readerConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 // however large the read, and keeps the rest; a stream that ends inside a header gives
 // what there is, then the end.
 func TestRecConnReads(t *testing.T) {
-	rec := func(n int) []byte { return append([]byte{recApplicationData, 3, 3, byte(n >> 8), byte(n)}, make([]byte, n)...) }
+	rec := func(n int) []byte {
+		return append([]byte{recApplicationData, 3, 3, byte(n >> 8), byte(n)}, make([]byte, n)...)
+	}
 	stream := append(append(rec(30), rec(2000)...), recApplicationData, 3)
 	w := newRecConn(readerConn{r: iotest.HalfReader(bytes.NewReader(stream))}, false)
 	var got []byte
