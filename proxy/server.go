@@ -249,7 +249,13 @@ func (s *Server) drive(c *conn, server net.Conn, early []byte) {
 		return
 	}
 	cp, cerr := planTLS(c.client)
+	if cerr != nil {
+		cerr = fmt.Errorf("client: %w", cerr)
+	}
 	mp, merr := planTLS(server)
+	if merr != nil {
+		merr = fmt.Errorf("member: %w", merr)
+	}
 	if err := errors.Join(cerr, merr); err != nil {
 		s.tlsFallback(c, err)
 		s.adoptGoroutines(c, server, early)

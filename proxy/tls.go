@@ -15,7 +15,7 @@ import (
 // the TLS handshake runs first, under the handshake deadline, then everything else as on
 // a plain listener (four-letter words included, as on ZooKeeper's secure port). With the
 // epoll driver a TLS 1.3 session is then relayed by a loop, which takes the connection
-// from crypto/tls (tlsconn.go); other TLS sessions run on the goroutine driver.
+// from crypto/tls (tlshandoff.go); other TLS sessions run on the goroutine driver.
 func (s *Server) ServeTLS(ln net.Listener, cfg *tls.Config) error {
 	if s.conf().Driver != DriverEpoll {
 		return s.Serve(tlsListener{Listener: ln, cfg: cfg})
@@ -44,7 +44,7 @@ func (l tlsListener) Accept() (net.Conn, error) {
 // keyLogConfig is base with each connection's traffic secrets going to its recConn's
 // key log. The connection's own config comes from GetConfigForClient, as base's does
 // (certs.Source loads a rotated certificate there), cloned with the connection's
-// KeyLogWriter; session tickets stay base's, shared by every connection.
+// KeyLogWriter; session ticket keys stay the listener's, shared by every connection.
 func keyLogConfig(base *tls.Config) *tls.Config {
 	cfg := base.Clone()
 	inner := base.GetConfigForClient
