@@ -3,20 +3,17 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
-	"github.com/zkgate/zkgate/jute"
 )
 
 // Mix is the share of each operation, in percent.
@@ -50,12 +47,16 @@ func ParseMix(s string) (Mix, error) {
 	return m, nil
 }
 
-// Load is one closed-loop run: Sessions sessions, each keeping Concurrency requests in
-// flight (pipelined on its connection), for Duration.
+// Load is one run of Sessions sessions for Duration. Closed loop (Rate 0): each session
+// keeps Concurrency requests in flight, pipelined on its connection. Paced (Rate > 0):
+// each session sends Rate requests per second on a fixed schedule that starts at a random
+// phase, with at most Concurrency in flight; a session whose replies come late sends late
+// (catching up as far as Concurrency allows), and its achieved rate shows it.
 type Load struct {
 	Addrs       []string // sessions are spread over these in turn
 	Sessions    int
 	Concurrency int
+	Rate        float64 // requests per second per session; 0 is the closed loop
 	Duration    time.Duration
 	Mix         Mix
 	ValueSize   int
@@ -64,16 +65,32 @@ type Load struct {
 	TLS         *tls.Config // sessions speak TLS (a TLS target)
 }
 
-// Result is what a run measured on the client side.
+// Result is what a run measured on the client side, over the load alone (sessions open
+// before it and close after it).
 type Result struct {
 	Ops       int
 	Errors    int
+	Sessions  int
+	Lost      int // sessions whose connection ended during the run (their requests in flight are errors)
+	MinOK     int // the fewest operations one session completed without an error
 	Elapsed   time.Duration
+	Opening   time.Duration   // opening every session, before the run
 	Latencies []time.Duration // sorted
 }
 
 // OpsPerSec is throughput.
 func (r Result) OpsPerSec() float64 { return float64(r.Ops) / r.Elapsed.Seconds() }
+
+// PerSession is the achieved rate of the average session, and of the slowest, in
+// operations per second answered without an error: a proxy that fails requests fast (an
+// open breaker) keeps ops/s up, not this.
+func (r Result) PerSession() (mean, slowest float64) {
+	if r.Sessions == 0 {
+		return 0, 0
+	}
+	secs := r.Elapsed.Seconds()
+	return float64(r.Ops-r.Errors) / secs / float64(r.Sessions), float64(r.MinOK) / secs
+}
 
 // Pct is a latency percentile (0..100).
 func (r Result) Pct(p float64) time.Duration {
@@ -84,7 +101,7 @@ func (r Result) Pct(p float64) time.Duration {
 	return r.Latencies[i]
 }
 
-// Prepare creates the znodes every session reads and writes.
+// Prepare creates the znodes every session reads and writes, a thousand to a multi.
 func (l Load) Prepare(addr string) error {
 	c, _, err := zk.Connect([]string{addr}, 10*time.Second, zk.WithLogger(nopLog{}))
 	if err != nil {
@@ -105,9 +122,19 @@ func (l Load) Prepare(addr string) error {
 	if err := create(l.Root, nil); err != nil {
 		return err
 	}
-	for s := range l.Sessions {
-		if err := create(fmt.Sprintf("%s/s%d", l.Root, s), make([]byte, l.ValueSize)); err != nil {
-			return err
+	value := make([]byte, l.ValueSize)
+	for first := 0; first < l.Sessions; first += 1000 {
+		var ops []any
+		for s := first; s < min(first+1000, l.Sessions); s++ {
+			ops = append(ops, &zk.CreateRequest{Path: fmt.Sprintf("%s/s%d", l.Root, s), Data: value, Acl: acl})
+		}
+		if _, err := c.Multi(ops...); err == nil {
+			continue
+		}
+		for _, op := range ops { // a connection blip or a node that exists: one at a time
+			if err := create(op.(*zk.CreateRequest).Path, value); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -117,256 +144,109 @@ type nopLog struct{}
 
 func (nopLog) Printf(string, ...any) {}
 
-// Run drives the load and returns the merged result.
-func (l Load) Run(ctx context.Context) (Result, error) {
-	var wg sync.WaitGroup
+// openAtOnce bounds the handshakes in progress while a run opens its sessions: each is a
+// quorum write, and thousands at once would only queue in the members.
+const openAtOnce = 64
+
+// session is one open session of a run, on either driver.
+type session interface {
+	// drive runs the load from start until ctx ends, then waits for the requests in flight.
+	drive(ctx context.Context, l Load, id int, start time.Time) (Result, error)
+	// close ends the session (closeSession, answered or not) and its connection.
+	close()
+}
+
+// Run opens every session, then calls started, drives the load for Duration, lets the
+// requests in flight finish, calls stopped and closes the sessions. What started and
+// stopped bracket is the load alone: opening and closing a session are quorum writes, and
+// at 10,000 sessions they would outweigh the load in the proxy's CPU per op.
+func (l Load) Run(ctx context.Context, started, stopped func()) (Result, error) {
+	if l.GoZK && l.Rate > 0 && l.TLS == nil {
+		return Result{}, errors.New("paced load takes the raw driver (drop -gozk)")
+	}
+	sessions := make([]session, l.Sessions)
+	defer func() {
+		var wg sync.WaitGroup
+		work := make(chan session)
+		for range openAtOnce {
+			wg.Go(func() {
+				for s := range work {
+					s.close()
+				}
+			})
+		}
+		for _, s := range sessions {
+			if s != nil {
+				work <- s
+			}
+		}
+		close(work)
+		wg.Wait()
+	}()
+	var out Result
+	opening := time.Now()
+	if err := l.open(ctx, sessions); err != nil {
+		return out, err
+	}
+	out.Opening = time.Since(opening)
+
 	results := make([]Result, l.Sessions)
 	errs := make([]error, l.Sessions)
-	ctx, cancel := context.WithTimeout(ctx, l.Duration)
-	defer cancel()
+	started()
 	start := time.Now()
-	for s := range l.Sessions {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			addr := l.Addrs[s%len(l.Addrs)]
-			if l.GoZK && l.TLS == nil { // TLS targets take the raw driver
-				results[s], errs[s] = l.goSession(ctx, addr, s)
-			} else {
-				results[s], errs[s] = l.rawSession(ctx, addr, s)
-			}
-		}()
+	rctx, cancel := context.WithDeadline(ctx, start.Add(l.Duration))
+	defer cancel()
+	var wg sync.WaitGroup
+	for i, s := range sessions {
+		wg.Go(func() { results[i], errs[i] = s.drive(rctx, l, i, start) })
 	}
 	wg.Wait()
-	var out Result
 	out.Elapsed = time.Since(start)
+	stopped()
+	out.Sessions, out.MinOK = l.Sessions, -1
 	for i, r := range results {
 		if errs[i] != nil {
 			return out, fmt.Errorf("session %d: %w", i, errs[i])
 		}
 		out.Ops += r.Ops
 		out.Errors += r.Errors
+		out.Lost += r.Lost
 		out.Latencies = append(out.Latencies, r.Latencies...)
+		if ok := r.Ops - r.Errors; out.MinOK < 0 || ok < out.MinOK {
+			out.MinOK = ok
+		}
 	}
 	slices.Sort(out.Latencies)
 	return out, nil
 }
 
-type pending struct {
-	start time.Time
-	op    jute.OpCode
-}
-
-// rawSession is one pipelined session in raw jute: a writer keeps Concurrency requests in
-// flight; the reader matches replies in order and frees a slot for each.
-func (l Load) rawSession(ctx context.Context, addr string, id int) (Result, error) {
-	c, fr, err := handshake(addr, 30*time.Second, l.TLS)
-	if err != nil {
-		return Result{}, err
-	}
-	defer c.Close()
-	node := fmt.Sprintf("%s/s%d", l.Root, id)
-	value := make([]byte, l.ValueSize)
-	rng := rand.New(rand.NewPCG(uint64(id), 7))
-	slots := make(chan struct{}, l.Concurrency)
-	for range l.Concurrency {
-		slots <- struct{}{}
-	}
-	var mu sync.Mutex
-	var fifo []pending
-	var created []string
-	var res Result
-	readErr := make(chan error, 1)
-	go func() {
-		for {
-			frame, err := fr.Next()
-			if err != nil {
-				readErr <- err
-				return
-			}
-			h, _ := jute.ParseReplyHeader(frame[4:])
-			if h.Xid < 0 {
-				continue
-			}
-			now := time.Now()
-			mu.Lock()
-			if len(fifo) == 0 { // the closeSession reply
-				mu.Unlock()
-				continue
-			}
-			p := fifo[0]
-			fifo = fifo[1:]
-			res.Ops++
-			if h.Err != 0 && !(p.op == jute.OpDelete && h.Err == jute.ErrNoNode) {
-				res.Errors++
-			}
-			res.Latencies = append(res.Latencies, now.Sub(p.start))
-			mu.Unlock()
-			slots <- struct{}{}
-		}
-	}()
-	bw := bufio.NewWriterSize(c, 64<<10)
-	var xid int32
-	seq := 0
-	pick := func() (jute.OpCode, jute.Record) {
-		n := rng.IntN(100)
-		switch {
-		case n < l.Mix.Get:
-			return jute.OpGetData, &jute.GetDataRequest{Path: node}
-		case n < l.Mix.Get+l.Mix.Set:
-			return jute.OpSetData, &jute.SetDataRequest{Path: node, Data: value, Version: -1}
-		case n < l.Mix.Get+l.Mix.Set+l.Mix.Create || len(created) == 0:
-			seq++
-			p := fmt.Sprintf("%s/c%d", node, seq)
-			created = append(created, p)
-			return jute.OpCreate, &jute.CreateRequest{Path: p, Data: value, ACL: []jute.ACL{{Perms: jute.PermAll, ID: jute.ID{Scheme: "world", ID: "anyone"}}}}
-		default:
-			p := created[0]
-			created = created[1:]
-			return jute.OpDelete, &jute.PathVersionRequest{Path: p, Version: -1}
-		}
-	}
-	var buf []byte
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case <-slots:
-		}
-		// Fill every free slot, then flush once: pipelined.
-		for {
-			xid++
-			op, body := pick()
-			buf = jute.AppendFrame(buf[:0], &jute.RequestHeader{Xid: xid, Type: op}, body)
-			mu.Lock()
-			fifo = append(fifo, pending{time.Now(), op})
-			mu.Unlock()
-			bw.Write(buf)
-			select {
-			case <-slots:
-				continue
-			default:
-			}
-			break
-		}
-		if err := bw.Flush(); err != nil {
-			return Result{}, err
-		}
-	}
-	// Let the requests in flight finish, then close the session.
-	deadline := time.After(10 * time.Second)
-	for range l.Concurrency {
-		select {
-		case <-slots:
-		case err := <-readErr:
-			return Result{}, err
-		case <-deadline:
-			return Result{}, errors.New("requests still in flight 10 s after the run")
-		}
-	}
-	xid++
-	c.SetWriteDeadline(time.Now().Add(time.Second))
-	c.Write(jute.AppendFrame(nil, &jute.RequestHeader{Xid: xid, Type: jute.OpCloseSession}))
-	mu.Lock()
-	defer mu.Unlock()
-	return res, nil
-}
-
-// goSession drives go-zookeeper with Concurrency goroutines on one connection.
-func (l Load) goSession(ctx context.Context, addr string, id int) (Result, error) {
-	c, _, err := zk.Connect([]string{addr}, 30*time.Second, zk.WithLogger(nopLog{}))
-	if err != nil {
-		return Result{}, err
-	}
-	defer c.Close()
-	node := fmt.Sprintf("%s/s%d", l.Root, id)
-	value := make([]byte, l.ValueSize)
-	var mu sync.Mutex
-	var res Result
+// open fills sessions, openAtOnce handshakes at a time; on an error the ones opened stay
+// in sessions for the caller to close.
+func (l Load) open(ctx context.Context, sessions []session) error {
+	var next atomic.Int64
 	var wg sync.WaitGroup
-	for w := range l.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(id), uint64(w)))
-			var mine []string
-			for seq := 0; ctx.Err() == nil; seq++ {
-				start := time.Now()
+	errs := make([]error, openAtOnce)
+	for w := range openAtOnce {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < len(sessions) && ctx.Err() == nil; i = int(next.Add(1)) - 1 {
+				addr := l.Addrs[i%len(l.Addrs)]
 				var err error
-				n := rng.IntN(100)
-				switch {
-				case n < l.Mix.Get:
-					_, _, err = c.Get(node)
-				case n < l.Mix.Get+l.Mix.Set:
-					_, err = c.Set(node, value, -1)
-				case n < l.Mix.Get+l.Mix.Set+l.Mix.Create || len(mine) == 0:
-					p := fmt.Sprintf("%s/g%d-%d", node, w, seq)
-					_, err = c.Create(p, value, 0, zk.WorldACL(zk.PermAll))
-					mine = append(mine, p)
-				default:
-					err = c.Delete(mine[0], -1)
-					mine = mine[1:]
+				if l.GoZK && l.TLS == nil { // TLS targets take the raw driver
+					sessions[i], err = openGoSession(addr)
+				} else {
+					sessions[i], err = openRawSession(addr, l.Concurrency, l.TLS)
 				}
-				d := time.Since(start)
-				mu.Lock()
-				res.Ops++
 				if err != nil {
-					res.Errors++
-				}
-				res.Latencies = append(res.Latencies, d)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	return res, nil
-}
-
-// Idle opens n raw sessions through addr and keeps them alive with pings until ctx
-// ends. opened is called once all are established.
-func Idle(ctx context.Context, addr string, n int, opened func()) error {
-	var conns []net.Conn
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	for i := range n {
-		c, _, err := handshake(addr, 30*time.Second, nil)
-		if err != nil {
-			return fmt.Errorf("idle session %d of %d: %w", i+1, n, err)
-		}
-		conns = append(conns, c)
-	}
-	opened()
-	// Ping every 10 s (a third of the 30 s timeout), spread out; discard the replies.
-	ping := jute.AppendFrame(nil, &jute.RequestHeader{Xid: jute.XidPing, Type: jute.OpPing})
-	for _, c := range conns {
-		go func() {
-			buf := make([]byte, 64)
-			for {
-				if _, err := c.Read(buf); err != nil {
+					errs[w] = fmt.Errorf("opening session %d of %d: %w", i+1, len(sessions), err)
+					next.Store(int64(len(sessions))) // stop the other workers
 					return
 				}
 			}
-		}()
+		})
 	}
-	tick := time.NewTicker(10 * time.Second / time.Duration(max(1, n/100)))
-	defer tick.Stop()
-	i := 0
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-			for k := 0; k < 100 && i < len(conns); k++ {
-				conns[i%len(conns)].Write(ping)
-				i++
-			}
-			if i >= len(conns) {
-				i = 0
-			}
-		}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
+	return ctx.Err()
 }

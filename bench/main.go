@@ -5,25 +5,40 @@
 //
 //	go run ./bench                       # the default scenarios, a markdown table on stdout
 //	go run ./bench -rounds 5 -duration 10s -out BENCHMARKS.md
-//	go run ./bench -idle 10000           # RSS per idle session through zkgate
+//	go run ./bench -idle 9900            # RSS per idle session through zkgate
 //	go run ./bench -targets direct,zkgate,haproxy,floor -profile /tmp/prof
+//	go run ./bench -scenarios active=9900x1@1 -duration 20s -rounds 1   # 9,900 sessions, 1 request/s each
 //
 // Each scenario runs against the targets interleaved (direct, zkgate, haproxy, direct,
-// ...) for -rounds rounds and reports medians. The load is closed-loop: N sessions each
-// keep C requests in flight, pipelined in raw jute, so the client is not the bottleneck
-// (-gozk drives go-zookeeper instead, as a second opinion). CPU and RSS of zkgate and
-// HAProxy come from /proc.
+// ...) for -rounds rounds and reports medians. A scenario is name=SESSIONSxCONCURRENCY,
+// a closed loop: every session keeps CONCURRENCY requests in flight, pipelined in raw
+// jute, so the client is not the bottleneck (-gozk drives go-zookeeper instead, as a
+// second opinion). name=SESSIONSxCONCURRENCY@RATE is paced: every session sends RATE
+// requests per second (a decimal, so @0.5 is one every 2 s) on a fixed schedule that
+// starts at a random phase, with at most CONCURRENCY in flight; a session whose replies
+// come late sends late, and the report's achieved rate per session (requests answered
+// without an error, by the average session and by the slowest) shows a run that could
+// not keep up. Latency is from the send.
+//
+// Every run opens its sessions first (64 handshakes at a time) and closes them after;
+// the figures, CPU per op and RSS included, cover the load in between alone. CPU and RSS
+// of zkgate and HAProxy come from /proc. Each proxied session takes two descriptors in
+// the proxy, so a hard limit of 20,000 open files (raiseFileLimit cannot lift it without
+// CAP_SYS_RESOURCE) caps a proxy at about 9,900 sessions (HAProxy's maxconn follows it).
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -37,17 +52,27 @@ type scenario struct {
 	name        string
 	sessions    int
 	concurrency int
+	rate        float64 // requests per second per session; 0 is the closed loop
+}
+
+// label is the scenario as the report names it: "many (64x4)", "active (9900x1@1)".
+func (sc scenario) label() string {
+	if sc.rate > 0 {
+		return fmt.Sprintf("%s (%dx%d@%g)", sc.name, sc.sessions, sc.concurrency, sc.rate)
+	}
+	return fmt.Sprintf("%s (%dx%d)", sc.name, sc.sessions, sc.concurrency)
 }
 
 func main() {
 	rounds := flag.Int("rounds", 3, "interleaved rounds per scenario; medians are reported")
-	duration := flag.Duration("duration", 5*time.Second, "length of one run")
+	duration := flag.Duration("duration", 5*time.Second, "length of one run's load, after its sessions open")
 	mixFlag := flag.String("mix", "get=70,set=20,create=5,delete=5", "operation mix, percent")
 	valueSize := flag.Int("value", 128, "value size in bytes for setData and create")
 	targetsFlag := flag.String("targets", "direct,zkgate,haproxy", "targets to compare")
-	scenariosFlag := flag.String("scenarios", "latency=1x1,pipelined=8x32,many=64x4", "name=SESSIONSxCONCURRENCY,...")
-	gozk := flag.Bool("gozk", false, "drive go-zookeeper instead of raw pipelined jute")
-	idle := flag.Int("idle", 0, "instead of the load: open this many idle sessions through zkgate and report RSS per session")
+	scenariosFlag := flag.String("scenarios", "latency=1x1,pipelined=8x32,many=64x4",
+		"name=SESSIONSxCONCURRENCY (closed loop) or name=SESSIONSxCONCURRENCY@RATE (paced: RATE requests/s per session, at most CONCURRENCY in flight), comma-separated")
+	gozk := flag.Bool("gozk", false, "drive go-zookeeper instead of raw pipelined jute (closed-loop scenarios only)")
+	idle := flag.Int("idle", 0, "instead of the load: open this many idle sessions through zkgate and report RSS per session (at most about 9,990 under a 20,000-descriptor limit)")
 	idleFor := flag.Duration("idle-for", 30*time.Second, "idle time before the second RSS reading, and again before the third")
 	out := flag.String("out", "", "also write the report to this markdown file")
 	flag.StringVar(&zkgateProcs, "zkgate-gomaxprocs", "", "GOMAXPROCS for the zkgate process (default: Go's)")
@@ -70,6 +95,10 @@ func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targ
 	scenarios, err := parseScenarios(scenariosFlag)
 	if err != nil {
 		return err
+	}
+	paced := slices.ContainsFunc(scenarios, func(sc scenario) bool { return sc.rate > 0 })
+	if gozk && paced {
+		return errors.New("paced scenarios (@RATE) take the raw driver: drop -gozk")
 	}
 	raiseFileLimit()
 	if profileDir != "" {
@@ -158,10 +187,14 @@ func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targ
 
 	var report strings.Builder
 	fmt.Fprintf(&report, "Machine: %d CPUs, %s; ZooKeeper 3.8 (3 members, loopback); %s\n\n", runtime.NumCPU(), runtime.Version(), cpuModel())
-	fmt.Fprintf(&report, "Load: %s, mix %s, %d-byte values, %v per run, %d interleaved rounds, medians. Driver: %s.\n\n",
-		"closed loop", mixFlag, valueSize, duration, rounds, map[bool]string{false: "raw pipelined jute", true: "go-zookeeper"}[gozk])
-	fmt.Fprintln(&report, "| scenario | target | ops/s | vs direct | p50 | p99 | p999 | proxy CPU µs/op | proxy RSS MiB | errors |")
-	fmt.Fprintln(&report, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	loop := "closed loop (SxC: S sessions, C requests in flight each)"
+	if paced {
+		loop += "; SxC@R paced (R requests/s per session from a random phase, at most C in flight)"
+	}
+	fmt.Fprintf(&report, "Load: %s, mix %s, %d-byte values, %v per run after the sessions open (CPU, RSS and rates over that alone), %d interleaved rounds, medians. Driver: %s.\n\n",
+		loop, mixFlag, valueSize, duration, rounds, map[bool]string{false: "raw pipelined jute", true: "go-zookeeper"}[gozk])
+	fmt.Fprintln(&report, "| scenario | target | ops/s | per session ok ops/s (slowest) | vs direct | p50 | p99 | p999 | proxy CPU µs/op | proxy RSS MiB | errors |")
+	fmt.Fprintln(&report, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	// Paired figures: each round's proxy run against the same round's direct (and HAProxy)
 	// run, minutes apart, then the median over rounds; the ensemble's drift between rounds
 	// cancels out of them.
@@ -183,7 +216,7 @@ func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targ
 		for r := range rounds {
 			for _, name := range order {
 				t := targets[name]
-				load := Load{Addrs: t.addrs, Sessions: sc.sessions, Concurrency: sc.concurrency, Duration: duration,
+				load := Load{Addrs: t.addrs, Sessions: sc.sessions, Concurrency: sc.concurrency, Rate: sc.rate, Duration: duration,
 					Mix: mix, ValueSize: valueSize, Root: fmt.Sprintf("/bench-%d-%s-%d", i, name, r), GoZK: gozk, TLS: t.tls}
 				if err := load.Prepare(ens.Addrs()[0]); err != nil {
 					return err
@@ -197,8 +230,10 @@ func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targ
 				if err != nil {
 					return fmt.Errorf("%s, %s, round %d: %w", sc.name, name, r+1, err)
 				}
-				fmt.Fprintf(os.Stderr, "bench: %s %s round %d: %.0f ops/s p50 %v p99 %v cpu %.1f µs/op\n",
-					sc.name, name, r+1, m.res.OpsPerSec(), m.res.Pct(50), m.res.Pct(99), m.cpuPerOp)
+				mean, slowest := m.res.PerSession()
+				fmt.Fprintf(os.Stderr, "bench: %s %s round %d: %d sessions opened in %v; %.0f ops/s (ok: %.3f/s per session, slowest %.3f) p50 %v p99 %v cpu %.1f µs/op (user %.1f, sys %.1f) rss %.1f MiB errors %d, sessions lost %d; load generator %.1f µs/op\n",
+					sc.name, name, r+1, sc.sessions, m.res.Opening.Round(time.Millisecond), m.res.OpsPerSec(), mean, slowest,
+					m.res.Pct(50), m.res.Pct(99), m.cpuPerOp, m.userPerOp, m.sysPerOp, m.rssMiB, m.res.Errors, m.res.Lost, m.clientPerOp)
 				runs[name] = append(runs[name], m)
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -217,16 +252,24 @@ func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targ
 				cpu = fmt.Sprintf("%.1f", median(ms, func(m measure) float64 { return m.cpuPerOp }))
 				rss = fmt.Sprintf("%.1f", median(ms, func(m measure) float64 { return m.rssMiB }))
 			}
-			errs := 0
+			errs, lost := 0, 0
 			for _, m := range ms {
 				errs += m.res.Errors
+				lost += m.res.Lost
+			}
+			errCell := strconv.Itoa(errs)
+			if lost > 0 {
+				errCell += fmt.Sprintf(" (%d sessions lost)", lost)
 			}
 			vs := "–"
 			if direct > 0 {
 				vs = fmt.Sprintf("%.2f×", ops/direct)
 			}
-			fmt.Fprintf(&report, "| %s (%dx%d) | %s | %.0f | %s | %s | %s | %s | %s | %s | %d |\n",
-				sc.name, sc.sessions, sc.concurrency, name, ops, vs, lat(50), lat(99), lat(99.9), cpu, rss, errs)
+			perSession := fmt.Sprintf("%.2f (%.2f)",
+				median(ms, func(m measure) float64 { mean, _ := m.res.PerSession(); return mean }),
+				median(ms, func(m measure) float64 { _, slowest := m.res.PerSession(); return slowest }))
+			fmt.Fprintf(&report, "| %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+				sc.label(), name, ops, perSession, vs, lat(50), lat(99), lat(99.9), cpu, rss, errCell)
 			if name != "direct" && len(runs["direct"]) == len(ms) {
 				added := func(p float64) string {
 					return fmtDur(time.Duration(pairedMedian(ms, runs["direct"], func(a, b measure) float64 {
@@ -248,13 +291,13 @@ func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targ
 						floorRatio = fmt.Sprintf(" %.2f× |", pairedMedian(ms, fl, func(a, b measure) float64 { return a.cpuPerOp / b.cpuPerOp }))
 					}
 				}
-				fmt.Fprintf(&paired, "| %s (%dx%d) | %s | %s | %s | %s |%s\n", sc.name, sc.sessions, sc.concurrency, name, added(50), added(99), ratio, floorRatio)
+				fmt.Fprintf(&paired, "| %s | %s | %s | %s | %s |%s\n", sc.label(), name, added(50), added(99), ratio, floorRatio)
 				user := median(ms, func(m measure) float64 { return m.userPerOp })
 				sys := median(ms, func(m measure) float64 { return m.sysPerOp })
 				share := median(ms, func(m measure) float64 { return m.sysPerOp / max(m.cpuPerOp, 1e-9) })
-				fmt.Fprintf(&split, "| %s (%dx%d) | %s | %s | %.1f | %.1f | %.0f %% |\n", sc.name, sc.sessions, sc.concurrency, name, cpu, user, sys, 100*share)
+				fmt.Fprintf(&split, "| %s | %s | %s | %.1f | %.1f | %.0f %% |\n", sc.label(), name, cpu, user, sys, 100*share)
 				if off := runs["zkgate-nohot"]; name == "zkgate" && len(off) == len(ms) {
-					fmt.Fprintf(&hot, "| %s (%dx%d) | %.2f× |\n", sc.name, sc.sessions, sc.concurrency,
+					fmt.Fprintf(&hot, "| %s | %.2f× |\n", sc.label(),
 						pairedMedian(ms, off, func(a, b measure) float64 { return a.cpuPerOp / b.cpuPerOp }))
 				}
 			}
@@ -285,15 +328,24 @@ func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targ
 	return nil
 }
 
+// parseScenarios reads "name=SESSIONSxCONCURRENCY[@RATE],...".
 func parseScenarios(s string) ([]scenario, error) {
 	var out []scenario
 	for _, part := range strings.Split(s, ",") {
-		name, spec, ok := strings.Cut(part, "=")
-		var sc scenario
-		if _, err := fmt.Sscanf(spec, "%dx%d", &sc.sessions, &sc.concurrency); !ok || err != nil || sc.sessions < 1 || sc.concurrency < 1 {
-			return nil, fmt.Errorf("scenario %q: want name=SESSIONSxCONCURRENCY", part)
+		name, spec, ok1 := strings.Cut(part, "=")
+		spec, rate, paced := strings.Cut(spec, "@")
+		sessions, concurrency, ok2 := strings.Cut(spec, "x")
+		sc := scenario{name: name}
+		var err1, err2, err3 error
+		sc.sessions, err1 = strconv.Atoi(sessions)
+		sc.concurrency, err2 = strconv.Atoi(concurrency)
+		if paced {
+			sc.rate, err3 = strconv.ParseFloat(rate, 64)
 		}
-		sc.name = name
+		if !ok1 || !ok2 || name == "" || errors.Join(err1, err2, err3) != nil || sc.sessions < 1 || sc.concurrency < 1 ||
+			paced && !(sc.rate > 0 && !math.IsInf(sc.rate, 0)) {
+			return nil, fmt.Errorf("scenario %q: want name=SESSIONSxCONCURRENCY or name=SESSIONSxCONCURRENCY@RATE (RATE > 0 requests/s per session)", part)
+		}
 		out = append(out, sc)
 	}
 	return out, nil
@@ -332,63 +384,9 @@ func fmtDur(d time.Duration) string {
 	switch {
 	case d < time.Millisecond:
 		return fmt.Sprintf("%d µs", d.Microseconds())
-	default:
+	case d < time.Second:
 		return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000)
+	default:
+		return fmt.Sprintf("%.2f s", d.Seconds())
 	}
-}
-
-// idleReport opens n idle sessions through zkgate and reports its RSS per session, then
-// again after they sat idle.
-func idleReport(ctx context.Context, gate *target, n int, idleFor time.Duration, out string) error {
-	pid := gate.cmd.Process.Pid
-	runtime.GC()
-	before := readProc(pid)
-	opened := make(chan struct{})
-	ictx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 1)
-	start := time.Now()
-	go func() { errc <- Idle(ictx, gate.addrs[0], n, func() { close(opened) }) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-opened:
-	}
-	took := time.Since(start)
-	time.Sleep(2 * time.Second) // let zkgate settle after the burst of handshakes; the readings below are what count
-	first := readProc(pid)
-	select {
-	case err := <-errc:
-		return err
-	case <-time.After(idleFor):
-	}
-	second := readProc(pid)
-	select {
-	case err := <-errc:
-		return err
-	case <-time.After(idleFor):
-	}
-	third := readProc(pid)
-	var report strings.Builder
-	fmt.Fprintf(&report, "Idle sessions through zkgate: %d opened in %v\n\n", n, took.Round(time.Millisecond))
-	fmt.Fprintln(&report, "| reading | zkgate RSS MiB | per session KiB |")
-	fmt.Fprintln(&report, "|---|---:|---:|")
-	per := func(p procStat) float64 { return float64(p.rss-before.rss) / 1024 / float64(n) }
-	fmt.Fprintf(&report, "| before | %.1f | – |\n", float64(before.rss)/(1<<20))
-	fmt.Fprintf(&report, "| all open | %.1f | %.1f |\n", float64(first.rss)/(1<<20), per(first))
-	fmt.Fprintf(&report, "| after %v idle | %.1f | %.1f |\n", idleFor, float64(second.rss)/(1<<20), per(second))
-	fmt.Fprintf(&report, "| after %v idle | %.1f | %.1f |\n", 2*idleFor, float64(third.rss)/(1<<20), per(third))
-	fmt.Fprintf(&report, "\nzkgate CPU while idle: %.1f ms/s. Command: `go run ./bench -idle %d -idle-for %v`\n",
-		float64((third.cpu-first.cpu).Milliseconds())/(2*idleFor).Seconds(), n, idleFor)
-	fmt.Print(report.String())
-	if out != "" {
-		f, err := os.OpenFile(out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = f.WriteString("\n" + report.String())
-		return err
-	}
-	return nil
 }

@@ -28,6 +28,7 @@ type measure struct {
 	cpuPerOp            float64 // µs of the proxy's CPU per operation
 	userPerOp, sysPerOp float64 // its two parts: utime and stime
 	rssMiB              float64
+	clientPerOp         float64 // µs of the load generator's CPU (this process) per operation
 }
 
 // target is where the load goes, and the proxy process to watch (none for direct).
@@ -39,19 +40,29 @@ type target struct {
 	admin string      // zkgate's admin address, with /debug/pprof/ (-profile)
 }
 
-// measure runs l against t. With profile set (a file name), it also writes a CPU
-// profile of the proxy taken over the run, less a margin at each end.
+// measure runs l against t and reads the proxy's CPU and RSS around the load alone (the
+// sessions open before it and close after it). With profile set (a file name), it also
+// writes a CPU profile of the proxy taken over the load, less a margin at each end.
 func (t *target) measure(ctx context.Context, l Load, profile string) (measure, error) {
-	var before procStat
-	if t.cmd != nil {
-		before = readProc(t.cmd.Process.Pid)
-	}
+	var before, after, clientBefore, clientAfter procStat
 	var profErr chan error
-	if profile != "" && t.admin != "" {
-		profErr = make(chan error, 1)
-		go func() { profErr <- fetchProfile(ctx, t.admin, l.Duration, profile) }()
+	started := func() {
+		clientBefore = readProc(os.Getpid())
+		if t.cmd != nil {
+			before = readProc(t.cmd.Process.Pid)
+		}
+		if profile != "" && t.admin != "" {
+			profErr = make(chan error, 1)
+			go func() { profErr <- fetchProfile(ctx, t.admin, l.Duration, profile) }()
+		}
 	}
-	res, err := l.Run(ctx)
+	stopped := func() {
+		clientAfter = readProc(os.Getpid())
+		if t.cmd != nil {
+			after = readProc(t.cmd.Process.Pid)
+		}
+	}
+	res, err := l.Run(ctx, started, stopped)
 	if profErr != nil {
 		if perr := <-profErr; perr != nil && err == nil {
 			err = fmt.Errorf("profile of %s: %w", t.name, perr)
@@ -61,8 +72,10 @@ func (t *target) measure(ctx context.Context, l Load, profile string) (measure, 
 		return measure{}, err
 	}
 	m := measure{res: res}
+	if res.Ops > 0 {
+		m.clientPerOp = float64((clientAfter.cpu - clientBefore.cpu).Microseconds()) / float64(res.Ops)
+	}
 	if t.cmd != nil {
-		after := readProc(t.cmd.Process.Pid)
 		if res.Ops > 0 {
 			per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(res.Ops) }
 			m.cpuPerOp, m.userPerOp, m.sysPerOp = per(after.cpu-before.cpu), per(after.user-before.user), per(after.sys-before.sys)
@@ -72,8 +85,8 @@ func (t *target) measure(ctx context.Context, l Load, profile string) (measure, 
 	return m, nil
 }
 
-// profileMargin is left out of a profile at the start of a run (sessions connecting) and
-// at its end (requests in flight finishing, sessions closing).
+// profileMargin is left out of a profile at the start of the load and at its end
+// (requests in flight finishing).
 const profileMargin = 500 * time.Millisecond
 
 // fetchProfile asks admin's /debug/pprof/profile for the run's steady part and writes
