@@ -32,6 +32,8 @@ type loop struct {
 	efd     int    // eventfd that wakes the loop for posted tasks
 	ends    []*end // by file descriptor
 	conns   map[*conn]struct{}
+	pending map[*conn]struct{} // sessions moving or draining: swept every time (sweep)
+	sweeps  int
 	events  []unix.EpollEvent
 	yielded time.Time // the last runtime.Gosched
 	idle    bool      // the last wait saw nothing: the next one parks (parkIdle)
@@ -130,7 +132,7 @@ func newLoop(s *Server) (*loop, error) {
 		unix.Close(efd)
 		return nil, fmt.Errorf("epoll_ctl eventfd: %w", err)
 	}
-	l := &loop{srv: s, epfd: epfd, efd: efd, conns: map[*conn]struct{}{}, events: make([]unix.EpollEvent, 256),
+	l := &loop{srv: s, epfd: epfd, efd: efd, conns: map[*conn]struct{}{}, pending: map[*conn]struct{}{}, events: make([]unix.EpollEvent, 256),
 		rbuf: make([]byte, readChunk), done: make(chan struct{})}
 	l.o.hot = newHotBatch(s)
 	// Non-blocking (epoll_wait ignores it), so that Go's poller can wait on the epoll

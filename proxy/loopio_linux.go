@@ -23,6 +23,7 @@ func (l *loop) drainOff(c *conn, why string, until time.Time) {
 			return
 		}
 		c.r.drain(until, why)
+		l.pending[c] = struct{}{}
 		l.drainDone(c)
 	})
 }
@@ -249,31 +250,48 @@ func (l *loop) watch(e *end, events uint32) {
 
 // sweep closes clients silent for 1.5 session timeouts (a host that vanished without a
 // FIN), sockets that took no bytes for as long (a peer that stopped reading), and moves
-// past their deadline.
+// past their deadline. Moves and drains are looked at every sweep (l.pending); the
+// silences, which count in seconds, every fullSweep sweeps: a pass over ten thousand
+// idle sessions ten times a second was most of an idle zkgate's CPU.
 func (l *loop) sweep(now time.Time) {
-	for c := range l.conns {
-		if end := c.r.overdue(&l.o, now); end != nil {
-			l.flush(c)
-			l.finish(c, *end)
-			continue
+	l.o.hot.flush()
+	l.sweeps++
+	if l.sweeps%fullSweep == 0 {
+		for c := range l.conns {
+			l.sweepOne(c, now, true)
 		}
-		l.drainDone(c)
-		if c.closed {
-			continue
-		}
-		if c.idle <= 0 {
-			continue
-		}
-		switch {
-		// Before silence: a client held back because it does not read has not been read
-		// either, and "sent nothing" would blame the wrong side.
-		case len(c.ce.out) > 0 && now.Sub(c.ce.outSince) > c.idle:
-			l.finish(c, ending{side: "zkgate", reason: "client does not read its replies"})
-		case now.Sub(c.lastRead) > c.idle:
-			l.finish(c, ending{side: "client", err: fmt.Errorf("%w (%v)", errClientSilent, c.idle)})
-		case len(c.me.out) > 0 && now.Sub(c.me.outSince) > c.idle:
-			l.loseMember(c, "member does not read the session's requests")
-		}
+		return
+	}
+	for c := range l.pending {
+		l.sweepOne(c, now, false)
+	}
+}
+
+// fullSweep: every session is looked at once a second.
+const fullSweep = int(time.Second / sweepPeriod)
+
+func (l *loop) sweepOne(c *conn, now time.Time, full bool) {
+	if !c.r.holding() {
+		delete(l.pending, c)
+	}
+	if end := c.r.overdue(&l.o, now); end != nil {
+		l.flush(c)
+		l.finish(c, *end)
+		return
+	}
+	l.drainDone(c)
+	if c.closed || !full || c.idle <= 0 {
+		return
+	}
+	switch {
+	// Before silence: a client held back because it does not read has not been read
+	// either, and "sent nothing" would blame the wrong side.
+	case len(c.ce.out) > 0 && now.Sub(c.ce.outSince) > c.idle:
+		l.finish(c, ending{side: "zkgate", reason: "client does not read its replies"})
+	case now.Sub(c.lastRead) > c.idle:
+		l.finish(c, ending{side: "client", err: fmt.Errorf("%w (%v)", errClientSilent, c.idle)})
+	case len(c.me.out) > 0 && now.Sub(c.me.outSince) > c.idle:
+		l.loseMember(c, "member does not read the session's requests")
 	}
 }
 
@@ -289,6 +307,7 @@ func (l *loop) loseMember(c *conn, why string) {
 		l.finish(c, *end)
 		return
 	}
+	l.pending[c] = struct{}{} // its deadline, at each sweep
 	l.srv.goMove(order, func(res moveResult) {
 		if !l.post(func() { l.moved(c, res) }) {
 			res.close()
@@ -305,6 +324,7 @@ func (l *loop) finish(c *conn, why ending) {
 	l.drop(&c.ce)
 	l.drop(&c.me)
 	delete(l.conns, c)
+	delete(l.pending, c)
 	l.o.flight -= c.r.sent
 	l.sessions.Add(-1)
 	c.ended(why)
