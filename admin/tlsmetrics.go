@@ -11,7 +11,7 @@ type tlsCollector struct {
 
 // NewTLSCollector returns the collector of zkgate_tls_sessions_total: sessions with TLS
 // on either side, path "fast" when a relay loop took them from crypto/tls, "fallback"
-// when they stayed on the goroutine driver (TLS 1.2, say) although the loops run.
+// when they stayed on the goroutine driver (a CBC suite, say) although the loops run.
 func NewTLSCollector(ensembles *Ensembles) prometheus.Collector {
 	return &tlsCollector{ensembles: ensembles, desc: prometheus.NewDesc("zkgate_tls_sessions_total",
 		"Sessions with TLS on either side, by path: fast (a relay loop seals and opens the records), fallback (the goroutine driver, crypto/tls).",

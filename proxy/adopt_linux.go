@@ -140,7 +140,7 @@ func (l *loop) add(c *conn, e *end, fd int, member bool) error {
 
 // moved takes the member connection a move made, or ends the session without one. A
 // member connection over TLS is taken from crypto/tls as at the session's start; one
-// that cannot be (TLS 1.2, say) fails the move: a loop has no other way to relay it.
+// that cannot be (a CBC suite, say) fails the move: a loop has no other way to relay it.
 func (l *loop) moved(c *conn, res moveResult) {
 	if c.closed || !c.r.moving() {
 		res.close()

@@ -209,7 +209,8 @@ func BenchmarkRelayMachine(b *testing.B) {
 // 128-byte value) with the relay loops' TLS record layer, in reused buffers as the loop
 // does: no allocation.
 func BenchmarkTLSRecord(b *testing.B) {
-	for _, id := range []uint16{tls.TLS_AES_128_GCM_SHA256, tls.TLS_CHACHA20_POLY1305_SHA256} {
+	for _, id := range []uint16{tls.TLS_AES_128_GCM_SHA256, tls.TLS_CHACHA20_POLY1305_SHA256,
+		tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256} {
 		b.Run(tls.CipherSuiteName(id), func(b *testing.B) {
 			zkgate, peer := recPair(b, id)
 			frame := jute.AppendFrame(nil, &jute.ReplyHeader{Xid: 1, Zxid: 42}, &jute.GetDataResponse{Data: make([]byte, 128)})

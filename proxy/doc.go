@@ -17,10 +17,11 @@
 //     its client noticing, or, when that is not safe, its client is closed and
 //     reconnects through zkgate.
 //   - Drivers: the epoll loops on Linux (loop_linux.go, loopio_linux.go, adopt_linux.go),
-//     and the goroutine driver everywhere (goroutines.go). A TLS 1.3 connection goes to
-//     a loop too: crypto/tls runs its handshake, then the loop takes it over
-//     (tlshandoff.go) and seals and opens its records itself (tlsrec.go); other TLS
-//     connections stay with crypto/tls on the goroutine driver.
+//     and the goroutine driver everywhere (goroutines.go). A TLS 1.3 connection, or a
+//     TLS 1.2 one with an AEAD suite, goes to a loop too: crypto/tls runs its handshake,
+//     then the loop takes it over (tlshandoff.go) and seals and opens its records itself
+//     (tlsrec.go, tls12.go); other TLS connections stay with crypto/tls on the goroutine
+//     driver.
 //
 // It does not decide health or breaker state: it reads a health.View, asks the breaker
 // (package breaker) before each new session and each request, and reports outcomes back.

@@ -14,8 +14,9 @@ import (
 // ServeTLS is Serve for a listener whose clients speak TLS (zookeeper.client.secure=true):
 // the TLS handshake runs first, under the handshake deadline, then everything else as on
 // a plain listener (four-letter words included, as on ZooKeeper's secure port). With the
-// epoll driver a TLS 1.3 session is then relayed by a loop, which takes the connection
-// from crypto/tls (tlshandoff.go); other TLS sessions run on the goroutine driver.
+// epoll driver a TLS 1.3 session, or a TLS 1.2 one with an AEAD suite, is then relayed by
+// a loop, which takes the connection from crypto/tls (tlshandoff.go); other TLS sessions
+// run on the goroutine driver.
 func (s *Server) ServeTLS(ln net.Listener, cfg *tls.Config) error {
 	if s.conf().Driver != DriverEpoll {
 		return s.Serve(tlsListener{Listener: ln, cfg: cfg})

@@ -47,11 +47,13 @@ type recConn struct {
 
 func newRecConn(c net.Conn, client bool) *recConn { return &recConn{Conn: c, client: client} }
 
-// keyLog is a connection's KeyLogWriter: it keeps the application traffic secrets, in
-// memory only, and discards the rest.
+// keyLog is a connection's KeyLogWriter: it keeps the application traffic secrets (TLS
+// 1.3) or the master secret and client random (TLS 1.2), in memory only, and discards
+// the rest.
 type keyLog struct {
 	mu             sync.Mutex
 	client, server []byte // CLIENT_TRAFFIC_SECRET_0, SERVER_TRAFFIC_SECRET_0
+	random, master []byte // CLIENT_RANDOM's client random and master secret
 }
 
 // Write takes one NSS key log line; it never fails (crypto/tls would fail the handshake).
@@ -66,6 +68,8 @@ func (k *keyLog) Write(line []byte) (int, error) {
 		dst = &k.client
 	case "SERVER_TRAFFIC_SECRET_0":
 		dst = &k.server
+	case "CLIENT_RANDOM":
+		dst = &k.master
 	default:
 		return len(line), nil
 	}
@@ -73,8 +77,15 @@ func (k *keyLog) Write(line []byte) (int, error) {
 	if _, err := hex.Decode(secret, f[2]); err != nil {
 		return len(line), nil
 	}
+	random := make([]byte, hex.DecodedLen(len(f[1])))
+	if _, err := hex.Decode(random, f[1]); err != nil {
+		return len(line), nil
+	}
 	k.mu.Lock()
 	*dst = secret
+	if dst == &k.master {
+		k.random = random
+	}
 	k.mu.Unlock()
 	return len(line), nil
 }
@@ -82,7 +93,8 @@ func (k *keyLog) Write(line []byte) (int, error) {
 // forget drops the secrets (the record layer keeps its own).
 func (k *keyLog) forget() {
 	k.mu.Lock()
-	k.client, k.server = nil, nil
+	clear(k.master)
+	k.client, k.server, k.random, k.master = nil, nil, nil, nil
 	k.mu.Unlock()
 }
 

@@ -20,14 +20,16 @@ import (
 // trial: the records under the application traffic key open with it, those under the
 // handshake keys do not (planTLS). What crypto/tls decrypted and nobody read yet comes
 // out of tls.Conn.Read once recConn refuses further reads with a temporary error, which
-// crypto/tls does not keep (take). Whatever does not fit (TLS 1.2, an unknown suite, a
-// KeyUpdate before the hand-off, more records than recCopyMax) leaves the connection
-// with crypto/tls, and its session on the goroutine driver (settleTLS).
+// crypto/tls does not keep (take). TLS 1.2 with an AEAD suite is handed over the same
+// way, keyed from the master secret and the hellos' randoms (plan12). Whatever does not
+// fit (TLS 1.1 and older, a CBC or unknown suite, a KeyUpdate or a renegotiation before
+// the hand-off, a resumed TLS 1.2 session, more records than recCopyMax) leaves the
+// connection with crypto/tls, and its session on the goroutine driver (settleTLS).
 
 // Why a TLS connection stays with crypto/tls (fixed texts: the fallback is logged once
 // per reason).
 var (
-	errTLSVersion   = errors.New("not TLS 1.3")
+	errTLSVersion   = errors.New("not TLS 1.3 or 1.2")
 	errTLSSuite     = errors.New("a cipher suite the relay loops do not know")
 	errTLSCopy      = errors.New("more handshake records than the hand-off keeps")
 	errTLSSecrets   = errors.New("no traffic secrets from the handshake")
@@ -81,12 +83,12 @@ func planTLS(nc net.Conn) (*tlsPlan, error) {
 		return nil, errTLSUnwatched
 	}
 	st := tc.ConnectionState()
-	if st.Version != tls.VersionTLS13 {
+	if st.Version != tls.VersionTLS13 && st.Version != tls.VersionTLS12 {
 		return nil, fmt.Errorf("%w (%s)", errTLSVersion, tls.VersionName(st.Version))
 	}
 	suite := suiteByID(st.CipherSuite)
-	if suite == nil {
-		return nil, fmt.Errorf("%w (%s)", errTLSSuite, tls.CipherSuiteName(st.CipherSuite))
+	if suite == nil || suite.v12 != (st.Version == tls.VersionTLS12) {
+		return nil, fmt.Errorf("%w (%s, %s)", errTLSSuite, tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite))
 	}
 	w.rmu.Lock()
 	defer w.rmu.Unlock()
@@ -100,6 +102,22 @@ func planTLS(nc net.Conn) (*tlsPlan, error) {
 	case w.left != 0 || w.broken:
 		return nil, errTLSState
 	}
+	var rec *tlsRec
+	var err error
+	if suite.v12 {
+		rec, err = plan12(w, suite)
+	} else {
+		rec, err = plan13(w, suite)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &tlsPlan{tc: tc, w: w, rec: rec}, nil
+}
+
+// plan13 is planTLS's record layer for TLS 1.3: keyed with the application traffic
+// secrets, at the sequence numbers the records kept show.
+func plan13(w *recConn, suite *recSuite) (*tlsRec, error) {
 	w.keys.mu.Lock()
 	in, out := w.keys.client, w.keys.server
 	if w.client {
@@ -122,7 +140,48 @@ func planTLS(nc net.Conn) (*tlsPlan, error) {
 	if rec.out.seq, err = countRecords(&rec.out, w.sent, !w.client); err != nil {
 		return nil, err
 	}
-	return &tlsPlan{tc: tc, w: w, rec: rec}, nil
+	return rec, nil
+}
+
+// plan12 is planTLS's record layer for TLS 1.2: the key block from the master secret
+// (the key log's, extended or not), the client random (the key log's, which the
+// ClientHello kept must show) and the server random (from the ServerHello kept, sent in
+// the clear); the sequence numbers are the records after each ChangeCipherSpec, the
+// Finished first. A resumed session logs no master secret: errTLSSecrets.
+func plan12(w *recConn, suite *recSuite) (*tlsRec, error) {
+	w.keys.mu.Lock()
+	master, random := bytes.Clone(w.keys.master), bytes.Clone(w.keys.random)
+	w.keys.mu.Unlock()
+	defer clear(master)
+	if master == nil {
+		return nil, errTLSSecrets
+	}
+	fromClient, fromServer := w.sent, w.got
+	if !w.client {
+		fromClient, fromServer = fromServer, fromClient
+	}
+	cr, err := helloRandom(fromClient, hsClientHello)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(cr, random) {
+		return nil, fmt.Errorf("%w: the key log's client random is not the ClientHello's", errTLSSecrets)
+	}
+	sr, err := helloRandom(fromServer, hsServerHello)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := newTLS12Rec(suite, master, cr, sr, w.client)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errTLSSecrets, err)
+	}
+	if rec.in.seq, err = countRecords12(&rec.in, w.got); err != nil {
+		return nil, err
+	}
+	if rec.out.seq, err = countRecords12(&rec.out, w.sent); err != nil {
+		return nil, err
+	}
+	return rec, nil
 }
 
 // countRecords finds how many records of stream were sealed with d's key, at sequence

@@ -128,18 +128,92 @@ func payload(n int, seed byte) []byte {
 	return b
 }
 
+// handoffCases are the TLS versions and suite families a loop takes over, as the client's
+// config asks for them (crypto/tls forced to one TLS 1.2 suite; the test certificate is
+// ECDSA).
+var handoffCases = []struct {
+	name  string
+	mod   func(*tls.Config)
+	suite uint16 // 0: TLS 1.3, whichever suite
+}{
+	{"TLS 1.3", nil, 0},
+	{"TLS 1.2 AES-128-GCM", tls12With(tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256), tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256},
+	{"TLS 1.2 AES-256-GCM", tls12With(tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384), tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384},
+	{"TLS 1.2 ChaCha20", tls12With(tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256), tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256},
+}
+
+func tls12With(id uint16) func(*tls.Config) {
+	return func(c *tls.Config) { c.MaxVersion, c.CipherSuites = tls.VersionTLS12, []uint16{id} }
+}
+
+// checkNegotiated fails t unless tc runs the case's version and suite, and returns what
+// each record of the suite adds to its data.
+func checkNegotiated(t *testing.T, tc *tls.Conn, suite uint16) int {
+	t.Helper()
+	st := tc.ConnectionState()
+	switch {
+	case suite == 0 && st.Version != tls.VersionTLS13:
+		t.Fatalf("%s negotiated, want TLS 1.3", tls.VersionName(st.Version))
+	case suite != 0 && (st.Version != tls.VersionTLS12 || st.CipherSuite != suite):
+		t.Fatalf("%s %s negotiated, want TLS 1.2 %s", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite), tls.CipherSuiteName(suite))
+	case suite == 0:
+		return 1 + 16
+	}
+	return suiteByID(suite).explicit + 16
+}
+
+// checkMaster12 checks, for TLS 1.2, the key log's master secret and the randoms the
+// hand-off finds against crypto/tls's exported keying material (RFC 5705: the PRF of the
+// master secret over client random + server random). crypto/tls exports it only for an
+// extended master secret (RFC 7627): that is the one the key log gave.
+func checkMaster12(t *testing.T, tc *tls.Conn, w *recConn, suite uint16) {
+	t.Helper()
+	if suite == 0 {
+		return
+	}
+	st := tc.ConnectionState()
+	ekm, err := st.ExportKeyingMaterial("zkgate test", nil, 32)
+	if err != nil {
+		t.Fatalf("no keying material (no extended master secret?): %v", err)
+	}
+	fromClient, fromServer := w.sent, w.got
+	if !w.client {
+		fromClient, fromServer = fromServer, fromClient
+	}
+	cr, err1 := helloRandom(fromClient, hsClientHello)
+	sr, err2 := helloRandom(fromServer, hsServerHello)
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	w.keys.mu.Lock()
+	master := bytes.Clone(w.keys.master)
+	w.keys.mu.Unlock()
+	if got := prf12(suiteByID(suite).hash, master, "zkgate test", append(bytes.Clone(cr), sr...), 32); !bytes.Equal(got, ekm) {
+		t.Errorf("PRF(master secret, randoms) differs from crypto/tls's keying material")
+	}
+}
+
 // The server's side taken from crypto/tls after a first exchange, with data crypto/tls
 // decrypted and nobody read, and a record it did not take: nothing is lost or repeated,
 // the sequence numbers fit both ways (crypto/tls's client checks ours), large writes
 // span records, partial reads keep partial records, and close_notify ends the stream.
+// TLS 1.3 and TLS 1.2's AEAD suite families.
 func TestTLSHandoffServer(t *testing.T) {
-	e := tlsPair(t, nil, nil, false)
+	for _, c := range handoffCases {
+		t.Run(c.name, func(t *testing.T) { testHandoffServer(t, c.mod, c.suite) })
+	}
+}
+
+func testHandoffServer(t *testing.T, mod func(*tls.Config), suite uint16) {
+	e := tlsPair(t, nil, mod, false)
+	ov := checkNegotiated(t, e.srv, suite)
+	checkMaster12(t, e.srv, e.srvW, suite)
 	first, second := payload(100, 1), payload(200, 2)
 	e.cli.Write(first)
 	e.cli.Write(second)
 	// Both records in the server's socket: recConn reads them together, gives crypto/tls
 	// the first only.
-	waitInq(t, e.srvW.Conn, 2*(recordHeaderLen+1+16)+len(first)+len(second))
+	waitInq(t, e.srvW.Conn, 2*(recordHeaderLen+ov)+len(first)+len(second))
 	head := make([]byte, 30)
 	if _, err := io.ReadFull(e.srv, head); err != nil {
 		t.Fatal(err)
@@ -151,11 +225,15 @@ func TestTLSHandoffServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if suite != 0 && (p.rec.in.seq != 2 || p.rec.out.seq != 2) {
+		// The peer's Finished and one record of data each way.
+		t.Errorf("sequence numbers %d in, %d out; want 2 and 2", p.rec.in.seq, p.rec.out.seq)
+	}
 	h, err := p.take()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(h.plain) != 70 || len(h.raw) != recordHeaderLen+len(second)+1+16 {
+	if len(h.plain) != 70 || len(h.raw) != recordHeaderLen+len(second)+ov {
 		t.Errorf("handed over %d bytes of data and %d raw, want 70 and one record", len(h.plain), len(h.raw))
 	}
 	if _, err := e.srv.Write([]byte("late")); err == nil {
@@ -192,24 +270,36 @@ func TestTLSHandoffServer(t *testing.T) {
 }
 
 // A member connection (zkgate the TLS client) handed over: the server's session ticket
-// is counted or ignored wherever it is, and data goes both ways.
+// (TLS 1.3: after the handshake, encrypted; TLS 1.2: before its ChangeCipherSpec, in the
+// clear) is counted or ignored wherever it is, and data goes both ways; then zkgate's
+// side closes with a close_notify crypto/tls takes as the end.
 func TestTLSHandoffClient(t *testing.T) {
-	e := tlsPair(t, nil, nil, true)
-	e.cli.Write([]byte("connect request"))
-	readString(t, e.srv, "connect request")
-	e.srv.Write([]byte("connect response"))
-	readString(t, e.cli, "connect response")
-	h, err := handoffTLS(e.cli)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.nc.Write(h.rec.seal(nil, []byte("request"))); err != nil {
-		t.Fatal(err)
-	}
-	readString(t, e.srv, "request")
-	e.srv.Write([]byte("reply"))
-	if data, err := readRecords(t, h, 5, 3); err != nil || string(data) != "reply" {
-		t.Fatalf("%q %v", data, err)
+	for _, c := range handoffCases {
+		t.Run(c.name, func(t *testing.T) {
+			e := tlsPair(t, nil, c.mod, true)
+			checkNegotiated(t, e.cli, c.suite)
+			checkMaster12(t, e.cli, e.cliW, c.suite)
+			e.cli.Write([]byte("connect request"))
+			readString(t, e.srv, "connect request")
+			e.srv.Write([]byte("connect response"))
+			readString(t, e.cli, "connect response")
+			h, err := handoffTLS(e.cli)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := h.nc.Write(h.rec.seal(nil, []byte("request"))); err != nil {
+				t.Fatal(err)
+			}
+			readString(t, e.srv, "request")
+			e.srv.Write([]byte("reply"))
+			if data, err := readRecords(t, h, 5, 3); err != nil || string(data) != "reply" {
+				t.Fatalf("%q %v", data, err)
+			}
+			h.nc.Write(h.rec.closeNotify(nil))
+			if n, err := e.srv.Read(make([]byte, 1)); err != io.EOF {
+				t.Fatalf("after close_notify crypto/tls read %d, %v", n, err)
+			}
+		})
 	}
 }
 
@@ -289,20 +379,24 @@ func TestTLSHandoffKeyUpdate(t *testing.T) {
 	})
 }
 
-// What does not fit stays with crypto/tls, and works as before: TLS 1.2, and more
-// records before the hand-off than recConn keeps.
+// What does not fit stays with crypto/tls, and works as before: a TLS 1.2 CBC suite
+// (crypto/tls still takes one listed explicitly), TLS 1.1, and more records before the
+// hand-off than recConn keeps, in either version.
 func TestTLSHandoffFallback(t *testing.T) {
 	for _, c := range []struct {
-		name   string
-		cliMod func(*tls.Config)
-		before int
-		want   error
+		name           string
+		srvMod, cliMod func(*tls.Config)
+		before         int
+		want           error
 	}{
-		{"TLS 1.2", func(c *tls.Config) { c.MaxVersion = tls.VersionTLS12 }, 10, errTLSVersion},
-		{"copy over its bound", nil, recCopyMax + 1, errTLSCopy},
+		{"TLS 1.2 CBC", nil, tls12With(tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA), 10, errTLSSuite},
+		{"TLS 1.1", func(c *tls.Config) { c.MinVersion = tls.VersionTLS10 },
+			func(c *tls.Config) { c.MinVersion, c.MaxVersion = tls.VersionTLS11, tls.VersionTLS11 }, 10, errTLSVersion},
+		{"copy over its bound", nil, nil, recCopyMax + 1, errTLSCopy},
+		{"TLS 1.2 copy over its bound", nil, tls12With(tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256), recCopyMax + 1, errTLSCopy},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			e := tlsPair(t, nil, c.cliMod, false)
+			e := tlsPair(t, c.srvMod, c.cliMod, false)
 			go e.cli.Write(payload(c.before, 1))
 			io.ReadFull(e.srv, make([]byte, c.before))
 			if _, err := planTLS(e.srv); !errors.Is(err, c.want) {

@@ -54,6 +54,12 @@ func (l *loop) openTLS(e *end, n int) {
 		l.broken(e, eofErr(len(e.in)))
 		return
 	}
+	l.failTLS(e, err)
+}
+
+// failTLS ends e's TLS connection for err: the client's ends the session, the member's
+// moves it.
+func (l *loop) failTLS(e *end, err error) {
 	if e.member {
 		l.loseMember(e.c, "member TLS: "+err.Error())
 		return
@@ -96,13 +102,20 @@ func (l *loop) releaseRecord(t *tlsRec) {
 }
 
 // sealTLS seals data for e: behind what e holds already, or in the loop's buffer for
-// one write.
+// one write. A TLS 1.2 connection out of sequence numbers is ended (nil: nothing to send).
 func (l *loop) sealTLS(e *end, data []byte) []byte {
 	if len(e.out) > 0 {
 		e.out = e.tls.seal(e.out, data)
+	} else {
+		l.tls.out = e.tls.seal(l.tls.out[:0], data)
+	}
+	if e.tls.spent {
+		l.failTLS(e, errTLSSpent)
 		return nil
 	}
-	l.tls.out = e.tls.seal(l.tls.out[:0], data)
+	if len(e.out) > 0 {
+		return nil
+	}
 	return l.tls.out
 }
 

@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"net"
 	"os"
 	"strings"
@@ -28,7 +29,10 @@ type loopTLS struct {
 
 // startLoopTLS hands over the TLS pair's server side as the session's client connection,
 // or, with member, the pair's client side as its member connection.
-func startLoopTLS(t *testing.T, member bool) *loopTLS {
+func startLoopTLS(t *testing.T, member bool) *loopTLS { return startLoopTLSWith(t, member, nil) }
+
+// startLoopTLSWith is startLoopTLS with the TLS client's config changed by cliMod.
+func startLoopTLSWith(t *testing.T, member bool, cliMod func(*tls.Config)) *loopTLS {
 	t.Helper()
 	logs := &zktest.Buffer{}
 	view := &health.View{Members: []health.MemberState{{Address: "m1", Status: health.StatusServing, Mode: "leader", Serving: true}},
@@ -40,7 +44,7 @@ func startLoopTLS(t *testing.T, member bool) *loopTLS {
 	}
 	t.Cleanup(func() { s.Close() })
 	lt := &loopTLS{s: s, l: s.loops[0], c: placed(s), logs: logs}
-	lt.e = tlsPair(t, nil, nil, true)
+	lt.e = tlsPair(t, nil, cliMod, true)
 	lt.e.cli.Write([]byte("hi"))
 	readString(t, lt.e.srv, "hi")
 	lt.e.srv.Write([]byte("ho"))
@@ -235,5 +239,98 @@ func TestTLSLoopCloseNotify(t *testing.T) {
 	lt.waitLoop(t, "the session ended", func() bool { return lt.c.closed })
 	zktest.WaitFor(t, 10*time.Second, "the ending logged", func() bool {
 		return strings.Contains(lt.logs.String(), `"side":"client","err":"EOF"`)
+	})
+}
+
+// A TLS 1.2 client on a loop (AES-GCM): requests split over reads reach the member,
+// replies come back sealed (crypto/tls opens them), and a ClientHello after the hand-off
+// (a renegotiation) ends the session, logged with its reason.
+func TestTLS12LoopClient(t *testing.T) {
+	lt := startLoopTLSWith(t, false, tls12With(tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256))
+	member := jute.NewFrameReader(lt.peer, 0)
+	client := jute.NewFrameReader(lt.e.cli, 0)
+	lt.e.cli.Write(tlsGetData(1))
+	if f := readFrame(t, member); string(f) != string(tlsGetData(1)) {
+		t.Fatalf("the member got % x", f)
+	}
+	lt.peer.Write(tlsGetDataReply(1, "one"))
+	if f := readFrame(t, client); string(f) != string(tlsGetDataReply(1, "one")) {
+		t.Fatalf("the client got % x", f)
+	}
+
+	peer, err := planTLS(lt.e.cli)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, raw := peer.rec, lt.e.cliW.Conn
+	rec := pr.seal(nil, tlsGetData(2))
+	prev := 0
+	for _, cut := range []int{3, recordHeaderLen + 5, recordHeaderLen + 12, len(rec)} {
+		raw.Write(rec[prev:cut])
+		kept := cut
+		if cut == len(rec) {
+			kept = 0
+		}
+		lt.waitLoop(t, "the loop read the piece", func() bool { return lt.c.ce.tls != nil && len(lt.c.ce.tls.part) == kept })
+		prev = cut
+	}
+	if f := readFrame(t, member); string(f) != string(tlsGetData(2)) {
+		t.Fatalf("the member got % x", f)
+	}
+	lt.peer.Write(tlsGetDataReply(2, "two"))
+	if f := readFrame(t, client); string(f) != string(tlsGetDataReply(2, "two")) {
+		t.Fatalf("the client got % x", f)
+	}
+
+	raw.Write(pr.sealOne12(nil, recHandshake, append([]byte{hsClientHello, 0, 0, 40, 3, 3}, make([]byte, 38)...)))
+	lt.waitLoop(t, "the session ended", func() bool { return lt.c.closed })
+	zktest.WaitFor(t, 10*time.Second, "the ending logged", func() bool {
+		return strings.Contains(lt.logs.String(), "client TLS: TLS renegotiation, which zkgate does not do (handshake message type 1)")
+	})
+}
+
+// A TLS 1.2 member connection on a loop (ChaCha20-Poly1305): requests sealed, replies
+// opened; a HelloRequest from the member loses it (the session moves), with the reason.
+func TestTLS12LoopMember(t *testing.T) {
+	lt := startLoopTLSWith(t, true, tls12With(tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256))
+	member := jute.NewFrameReader(lt.e.srv, 0)
+	client := jute.NewFrameReader(lt.peer, 0)
+	lt.peer.Write(tlsGetData(1))
+	if f := readFrame(t, member); string(f) != string(tlsGetData(1)) {
+		t.Fatalf("the member got % x", f)
+	}
+	lt.e.srv.Write(tlsGetDataReply(1, "one"))
+	if f := readFrame(t, client); string(f) != string(tlsGetDataReply(1, "one")) {
+		t.Fatalf("the client got % x", f)
+	}
+	peer, err := planTLS(lt.e.srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer.w.Conn.Write(peer.rec.sealOne12(nil, recHandshake, []byte{0, 0, 0, 0}))
+	lt.waitLoop(t, "the member lost", func() bool {
+		return lt.c.closed || lt.c.r.moving() || lt.c.r.lost != ""
+	})
+	var why string
+	lt.onLoop(t, func() { why = lt.c.r.lostWhy })
+	if !strings.Contains(why, "member TLS: TLS renegotiation") {
+		t.Errorf("lost the member for %q", why)
+	}
+}
+
+// A TLS 1.2 client whose sequence numbers run out (endAt lowered: TLS 1.2 has no key
+// update) has its session ended, logged with the reason, instead of a wrapped number.
+func TestTLS12LoopSpent(t *testing.T) {
+	lt := startLoopTLSWith(t, false, tls12With(tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384))
+	member := jute.NewFrameReader(lt.peer, 0)
+	lt.e.cli.Write(tlsGetData(1))
+	if f := readFrame(t, member); string(f) != string(tlsGetData(1)) {
+		t.Fatalf("the member got % x", f)
+	}
+	lt.onLoop(t, func() { lt.c.ce.tls.endAt = lt.c.ce.tls.out.seq })
+	lt.peer.Write(tlsGetDataReply(1, "one"))
+	lt.waitLoop(t, "the session ended", func() bool { return lt.c.closed })
+	zktest.WaitFor(t, 10*time.Second, "the ending logged", func() bool {
+		return strings.Contains(lt.logs.String(), "client TLS: TLS 1.2 sequence numbers used up")
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"math"
 	"slices"
 
 	"golang.org/x/crypto/chacha20poly1305"
@@ -19,7 +20,9 @@ import (
 // The TLS 1.3 record layer (RFC 8446 section 5) of the sessions the relay loops carry
 // over TLS. crypto/tls runs the handshake; then the loop seals and opens the records
 // itself, with the traffic secrets of the handshake (tlsconn.go hands them over). It
-// does no I/O: records in, plaintext out, and the other way.
+// does no I/O: records in, plaintext out, and the other way. TLS 1.2 with an AEAD suite
+// (RFC 5246, 5288, 7905) goes through the same layer, keyed from the master secret
+// (tls12.go).
 
 // Wire constants (RFC 8446 sections 4, 5 and 6); TestTLSRecordConstants pins them.
 const (
@@ -64,18 +67,32 @@ type tlsAlert struct{ desc uint8 }
 
 func (a tlsAlert) Error() string { return "TLS alert from the peer: " + tls.AlertError(a.desc).Error() }
 
-// recSuite is a TLS 1.3 cipher suite: its AEAD, key length and hash.
+// recSuite is a cipher suite the layer knows: its AEAD, key length and hash (HKDF's in
+// TLS 1.3, the PRF's in TLS 1.2). A TLS 1.2 suite also says how long the fixed IV from
+// the key block is and how long the explicit nonce each record carries.
 type recSuite struct {
-	id     uint16
-	keyLen int
-	hash   func() hash.Hash
-	aead   func(key []byte) (cipher.AEAD, error)
+	id       uint16
+	keyLen   int
+	hash     func() hash.Hash
+	aead     func(key []byte) (cipher.AEAD, error)
+	v12      bool
+	ivLen    int // TLS 1.2: 4 for AES-GCM (RFC 5288), 12 for ChaCha20-Poly1305 (RFC 7905)
+	explicit int // TLS 1.2: the explicit nonce's length (8 for AES-GCM, none for ChaCha20)
 }
 
 var recSuites = []recSuite{
-	{tls.TLS_AES_128_GCM_SHA256, 16, sha256.New, newGCM},
-	{tls.TLS_AES_256_GCM_SHA384, 32, sha512.New384, newGCM},
-	{tls.TLS_CHACHA20_POLY1305_SHA256, chacha20poly1305.KeySize, sha256.New, chacha20poly1305.New},
+	{id: tls.TLS_AES_128_GCM_SHA256, keyLen: 16, hash: sha256.New, aead: newGCM},
+	{id: tls.TLS_AES_256_GCM_SHA384, keyLen: 32, hash: sha512.New384, aead: newGCM},
+	{id: tls.TLS_CHACHA20_POLY1305_SHA256, keyLen: chacha20poly1305.KeySize, hash: sha256.New, aead: chacha20poly1305.New},
+
+	{id: tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, keyLen: 16, hash: sha256.New, aead: newGCM, v12: true, ivLen: 4, explicit: 8},
+	{id: tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, keyLen: 16, hash: sha256.New, aead: newGCM, v12: true, ivLen: 4, explicit: 8},
+	{id: tls.TLS_RSA_WITH_AES_128_GCM_SHA256, keyLen: 16, hash: sha256.New, aead: newGCM, v12: true, ivLen: 4, explicit: 8},
+	{id: tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, keyLen: 32, hash: sha512.New384, aead: newGCM, v12: true, ivLen: 4, explicit: 8},
+	{id: tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, keyLen: 32, hash: sha512.New384, aead: newGCM, v12: true, ivLen: 4, explicit: 8},
+	{id: tls.TLS_RSA_WITH_AES_256_GCM_SHA384, keyLen: 32, hash: sha512.New384, aead: newGCM, v12: true, ivLen: 4, explicit: 8},
+	{id: tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, keyLen: chacha20poly1305.KeySize, hash: sha256.New, aead: chacha20poly1305.New, v12: true, ivLen: 12},
+	{id: tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256, keyLen: chacha20poly1305.KeySize, hash: sha256.New, aead: chacha20poly1305.New, v12: true, ivLen: 12},
 }
 
 func newGCM(key []byte) (cipher.AEAD, error) {
@@ -116,9 +133,10 @@ func expandLabel(h func() hash.Hash, secret []byte, label string, length int) []
 type recDir struct {
 	suite  *recSuite
 	aead   cipher.AEAD
-	secret []byte // the traffic secret, for the next KeyUpdate
-	iv     [12]byte
+	secret []byte   // the traffic secret, for the next KeyUpdate
+	iv     [12]byte // TLS 1.2 AES-GCM: the 4-byte fixed IV, then zeros
 	nonce  [12]byte
+	aad    [13]byte // TLS 1.2's additional data
 	seq    uint64
 }
 
@@ -144,7 +162,8 @@ func (d *recDir) update() {
 	}
 }
 
-// next is the nonce of the record at d.seq: the IV XOR the sequence number.
+// next is the nonce of the record at d.seq: the IV XOR the sequence number. For TLS 1.2
+// AES-GCM (a 4-byte IV) that is the IV, then the sequence number as the explicit nonce.
 func (d *recDir) next() []byte {
 	d.nonce = d.iv
 	var s [8]byte
@@ -159,6 +178,7 @@ func (d *recDir) next() []byte {
 type tlsRec struct {
 	in, out recDir
 	client  bool   // this side is the TLS client (a member connection)
+	spent   bool   // TLS 1.2: out.seq reached endAt; seal seals nothing more
 	hs      []byte // the start of a post-handshake message whose records are still coming
 	// pend holds records the layer must send itself (the answer to a KeyUpdate that asked
 	// for one), before anything sealed after them; the driver sends and empties it.
@@ -166,6 +186,9 @@ type tlsRec struct {
 	// part is the start of a record kept between reads; the driver owns its buffer.
 	part    []byte
 	rekeyAt uint64 // out.seq at which seal updates its key (rekeyAfter; tests lower it)
+	// endAt: TLS 1.2 has no key update, so seal stops here rather than let the sequence
+	// number wrap (one number is left for a close_notify); tests lower it.
+	endAt uint64
 }
 
 // newTLSRec makes the record layer from the handshake's traffic secrets (the layer
@@ -204,6 +227,9 @@ func recordLen(h []byte) (int, error) {
 // errCloseNotify; a bad record or another alert returns an error, and the connection is
 // done.
 func (t *tlsRec) open(buf []byte) (data []byte, used int, err error) {
+	if t.in.suite.v12 {
+		return t.open12(buf)
+	}
 	w := 0
 	for len(buf)-used >= recordHeaderLen {
 		n, err := recordLen(buf[used:])
@@ -312,6 +338,9 @@ var keyUpdateMsg = [5]byte{hsKeyUpdate, 0, 0, 1, 0}
 // seal appends data to dst as application data records of at most maxPlaintext bytes.
 // It allocates nothing when dst has room: len(data) + sealOverhead(len(data)).
 func (t *tlsRec) seal(dst, data []byte) []byte {
+	if t.out.suite.v12 {
+		return t.seal12(dst, data)
+	}
 	for len(data) > 0 {
 		if t.out.seq >= t.rekeyAt {
 			dst = t.sealOne(dst, recHandshake, keyUpdateMsg[:])
@@ -324,14 +353,22 @@ func (t *tlsRec) seal(dst, data []byte) []byte {
 	return dst
 }
 
-// sealOverhead is what sealing n bytes adds to them.
+// sealOverhead is what sealing n bytes adds to them, at most: TLS 1.2 AES-GCM's explicit
+// nonce and tag per record, more than TLS 1.3's content type and tag.
 func sealOverhead(n int) int {
-	return (n/maxPlaintext + 2) * (recordHeaderLen + 1 + 16)
+	return (n/maxPlaintext + 2) * (recordHeaderLen + 8 + 16)
 }
 
 // closeNotify appends a close_notify alert to dst.
 func (t *tlsRec) closeNotify(dst []byte) []byte {
-	return t.sealOne(dst, recAlert, []byte{alertWarning, alertCloseNotify})
+	alert := []byte{alertWarning, alertCloseNotify}
+	if t.out.suite.v12 {
+		if t.out.seq == math.MaxUint64 {
+			return dst
+		}
+		return t.sealOne12(dst, recAlert, alert)
+	}
+	return t.sealOne(dst, recAlert, alert)
 }
 
 // sealOne appends one record of content type typ holding p (at most maxPlaintext).

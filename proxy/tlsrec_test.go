@@ -74,6 +74,9 @@ func unhex(t testing.TB, s string) []byte {
 // random secrets.
 func recPair(t testing.TB, id uint16) (a, b *tlsRec) {
 	s := suiteByID(id)
+	if s.v12 {
+		return recPair12(t, s)
+	}
 	c2s, s2c := make([]byte, s.hash().Size()), make([]byte, s.hash().Size())
 	rand.Read(c2s)
 	rand.Read(s2c)
