@@ -26,6 +26,7 @@ type counters struct {
 	stallSess    atomic.Uint64 // a bit per session that had one
 	connectFails atomic.Int64  // in a row
 	lastAnswer   atomic.Int64  // unix ns of the member's last answer on any session
+	steadySince  atomic.Int64  // unix ns since when its answers came with no gap past the silence threshold
 }
 
 // member is one member's ejection state; Ejector.mu guards it.
@@ -72,6 +73,7 @@ type Ejector struct {
 	cfg     EjectionConfig
 	log     zerolog.Logger
 	byAddr  map[string]*counters // fixed at construction: lock-free lookups on the hot path
+	silence atomic.Int64         // ns without an answer that is a silence (the slow-call threshold; SetSilence)
 	maxOut  int                  // a minority
 	mu      sync.Mutex
 	members []*member
@@ -89,7 +91,16 @@ func NewEjector(addrs []string, cfg EjectionConfig, log zerolog.Logger) *Ejector
 	}
 	empty := map[string]bool{}
 	j.out.Store(&empty)
+	j.silence.Store(int64(DefaultConfig().SlowCall)) // until SetSilence says otherwise
 	return j
+}
+
+// SetSilence sets how long a member may go without answering any session before its
+// silence counts (the breaker's slow-call threshold; see Silent).
+func (j *Ejector) SetSilence(d time.Duration) {
+	if d > 0 {
+		j.silence.Store(int64(d))
+	}
 }
 
 // Config returns the settings.
@@ -130,7 +141,13 @@ func (j *Ejector) Answered(addr string, at time.Time) {
 	ns := at.UnixNano()
 	for {
 		old := c.lastAnswer.Load()
-		if ns <= old || c.lastAnswer.CompareAndSwap(old, ns) {
+		if ns <= old {
+			return
+		}
+		if c.lastAnswer.CompareAndSwap(old, ns) {
+			if old == 0 || ns-old > j.silence.Load() {
+				c.steadySince.Store(ns) // back from a silence of its own
+			}
 			return
 		}
 	}
@@ -246,27 +263,24 @@ func (j *Ejector) Evaluate(now time.Time) []Change {
 	return changes
 }
 
-// verdict says why m should be ejected, or "".
+// verdict says why m should be ejected, or "". Each rule judges m against its peers
+// (see outlier): a figure every member shares is the ensemble's, not m's.
 func (j *Ejector) verdict(m *member) string {
-	if n := m.c.connectFails.Load(); n >= int64(j.cfg.ConsecutiveConnectFailures) {
+	connectFails := func(p *member) float64 { return float64(p.c.connectFails.Load()) }
+	if n := m.c.connectFails.Load(); outlier(float64(n), j.peerFigures(m, connectFails), float64(j.cfg.ConsecutiveConnectFailures)) {
 		return fmt.Sprintf("%d consecutive connect failures", n)
 	}
-	if j.cfg.StalledRatio > 0 && m.stalled >= j.cfg.StalledRatio && j.peersStalled(m) < j.cfg.StalledRatio/2 {
+	stalled := func(p *member) float64 { return p.stalled }
+	if j.cfg.StalledRatio > 0 && outlier(m.stalled, j.peerFigures(m, stalled), j.cfg.StalledRatio) {
 		return fmt.Sprintf("requests stalled on it past the slow-call threshold %.0f%% of the last %v (threshold %.0f%%)",
 			100*m.stalled, j.stallHorizon(), 100*j.cfg.StalledRatio)
 	}
-	failures, requests := m.failures, m.requests
+	ratio := func(p *member) float64 { r, _ := j.failureRatio(p); return r }
+	if r, requests := j.failureRatio(m); requests >= int64(j.cfg.MinRequests) && outlier(r, j.peerFigures(m, ratio), j.cfg.FailureRatio) {
+		return fmt.Sprintf("failure ratio %.2f over %d requests (threshold %.2f; the peers' median %.2f)",
+			r, requests, j.cfg.FailureRatio, median(j.peerFigures(m, ratio)))
+	}
 	stalledTogether := bits.OnesCount64(m.stallSess) >= j.cfg.MinSessions
-	if !stalledTogether {
-		requests -= m.stalls // one session's load (see Stalled)
-	} else {
-		failures += m.stalls
-	}
-	if requests >= int64(j.cfg.MinRequests) {
-		if r := float64(failures) / float64(requests); r >= j.cfg.FailureRatio {
-			return fmt.Sprintf("failure ratio %.2f over %d requests (threshold %.2f)", r, requests, j.cfg.FailureRatio)
-		}
-	}
 	// Latency compares like with like: figures that stand on enough replies and enough
 	// distinct sessions, so one session's burst cannot make its member an outlier.
 	// Stalls stand in the figure (at their age when reported) once sessions stalled

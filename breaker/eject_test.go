@@ -254,18 +254,25 @@ func TestEjectSilentMember(t *testing.T) {
 	ms := time.Millisecond
 	for _, c := range []struct {
 		name    string
-		m1, m2  time.Duration // when m1 (the one waited on) and m2 last answered, from t0
+		m1      time.Duration   // when m1 (the one waited on) last answered, from t0
+		m2      []time.Duration // when its peer m2 answered, from t0
 		at      time.Duration
 		ejected bool
 	}{
-		{"frozen, peers answer", 0, 700 * ms, 800 * ms, true},
-		{"silent everywhere", 0, 0, 800 * ms, false},
-		{"peers answered before it went silent", 100 * ms, 50 * ms, 900 * ms, false},
-		{"silent for less than slow_call", 400 * ms, 700 * ms, 800 * ms, false},
+		{"frozen, peers answer", 0, []time.Duration{-200 * ms, 0, 200 * ms, 400 * ms, 700 * ms}, 800 * ms, true},
+		{"silent everywhere", 0, []time.Duration{0}, 800 * ms, false},
+		{"peers answered before it went silent", 100 * ms, []time.Duration{50 * ms}, 900 * ms, false},
+		{"silent for less than slow_call", 400 * ms, []time.Duration{300 * ms, 700 * ms}, 800 * ms, false},
+		// Every member frozen at once (a stalled machine): the peer resumes a few ms first.
+		{"every member silent, a peer back first", 0, []time.Duration{-200 * ms, 0, 1500 * ms}, 1510 * ms, false},
+		{"the peer answered during its silence but is silent now too", 0, []time.Duration{-200 * ms, 0, 200 * ms, 400 * ms}, 1000 * ms, false},
 	} {
 		j, _ := testEjector(members3)
+		j.Answered("m1", t0.Add(-300*ms))
 		j.Answered("m1", t0.Add(c.m1))
-		j.Answered("m2", t0.Add(c.m2))
+		for _, at := range c.m2 {
+			j.Answered("m2", t0.Add(at))
+		}
 		changes := j.Silent("m1", 3, 500*ms, t0.Add(c.at))
 		if got := len(changes) == 1 && changes[0].Ejected; got != c.ejected {
 			t.Errorf("%s: %+v, want ejected %v", c.name, changes, c.ejected)

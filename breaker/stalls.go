@@ -2,7 +2,6 @@ package breaker
 
 import (
 	"fmt"
-	"sort"
 	"time"
 )
 
@@ -28,15 +27,18 @@ func (j *Ejector) Stalled(addr string, session int64, age time.Duration) {
 }
 
 // Silent ejects member when it has answered no session at all for longer than slow
-// while waiting sessions (two or more) wait on it, and a peer in rotation answered one of
-// its own since: a frozen member (SIGSTOP, a long stop-the-world pause, a dead disk)
-// seen from the data path, a second or more before its health probes time out. Peers
-// silent too (a starved machine, an election) are not one member's trouble, and nothing
-// is ejected.
+// while waiting sessions (two or more) wait on it, and a peer in rotation kept answering
+// all along: a frozen member (SIGSTOP, a long stop-the-world pause, a dead disk) seen
+// from the data path, a second or more before its health probes time out. Peers silent
+// too (a starved machine, an election, every member frozen at once) are not one member's
+// trouble, and nothing is ejected, even when a peer comes back a few milliseconds before
+// it: a peer vouches only when its answers showed no silence longer than slow since
+// before member went quiet, and none now.
 func (j *Ejector) Silent(addr string, waiting int, slow time.Duration, now time.Time) []Change {
 	if !j.cfg.Enabled {
 		return nil
 	}
+	j.SetSilence(slow)
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	var m *member
@@ -55,7 +57,11 @@ func (j *Ejector) Silent(addr string, waiting int, slow time.Duration, now time.
 	}
 	peerAnswers := false
 	for _, p := range j.members {
-		if p != m && !p.ejected && !p.down && p.c.lastAnswer.Load() > last {
+		if p == m || p.ejected || p.down {
+			continue
+		}
+		pl := p.c.lastAnswer.Load()
+		if pl > last && p.c.steadySince.Load() <= last && now.Sub(time.Unix(0, pl)) <= slow {
 			peerAnswers = true
 		}
 	}
@@ -93,24 +99,4 @@ func (j *Ejector) StallSample(stalled map[string]bool, tick time.Duration) {
 		}
 		m.stalled += alpha * (x - m.stalled)
 	}
-}
-
-// peersStalled is the median stalled share of m's peers in rotation (1 with none: a
-// member alone in rotation is nobody's outlier). Stalls everywhere are the ensemble's
-// trouble, the breaker's to judge, not one member's.
-func (j *Ejector) peersStalled(m *member) float64 {
-	var peers []float64
-	for _, p := range j.members {
-		if p != m && !p.ejected && !p.down {
-			peers = append(peers, p.stalled)
-		}
-	}
-	if len(peers) == 0 {
-		return 1
-	}
-	sort.Float64s(peers)
-	if len(peers)%2 == 0 {
-		return (peers[len(peers)/2-1] + peers[len(peers)/2]) / 2
-	}
-	return peers[len(peers)/2]
 }

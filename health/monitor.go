@@ -74,6 +74,8 @@ type Monitor struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	ownLimit OwnLimitLog // probes zkgate could not make for want of a descriptor
+
 	progress atomic.Pointer[func(addr string) time.Time]
 	answered atomic.Pointer[func(addr string, at time.Time)]
 
@@ -225,6 +227,11 @@ func (m *Monitor) record(i int, srvr Srvr, err error, start time.Time, rtt time.
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	prev := m.states[i]
+	if IsOwnLimit(err) {
+		// zkgate could not open a socket: the member was not asked, and its state stands.
+		m.ownLimit.Note(m.log, "health probe", m.addrs[i], err, now)
+		return false
+	}
 	observed := Classify(srvr, err)
 	timedOut = IsTimeout(err)
 	if timedOut && prev.Status > StatusDown {

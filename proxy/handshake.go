@@ -109,10 +109,17 @@ func (c *conn) place(raw []byte, req *jute.ConnectRequest, deadline time.Time) e
 			errs = append(errs, errors.New("handshake deadline passed"))
 			break
 		}
-		server, resp, respFrame, err := s.dialBounded(ctx, s.placing, member, raw)
+		server, resp, respFrame, err := s.dialBounded(ctx, s.placing, member, raw, s.conf().DialTimeout)
 		if err != nil {
 			if ctx.Err() != nil {
 				// The client's handshake deadline, not the member's failure.
+				errs = append(errs, err)
+				break
+			}
+			if health.IsOwnLimit(err) {
+				// zkgate is out of descriptors: the member was never asked. Nor is the
+				// next one likely to be; the client retries as it would after any refusal.
+				s.ownLimit.Note(s.log, "placing a session", member, err, time.Now())
 				errs = append(errs, err)
 				break
 			}
@@ -149,12 +156,12 @@ func (c *conn) place(raw []byte, req *jute.ConnectRequest, deadline time.Time) e
 // dialMember connects to member, sends a ConnectRequest's bytes unchanged and reads the
 // member's ConnectResponse, decoded and as a frame for the client. ctx bounds it all.
 //
-// One attempt takes at most DialTimeout, the ConnectResponse included: a member that is
-// frozen (SIGSTOP, a long GC) accepts in the kernel and then answers nothing, and must
-// not hold a move (or a placement) until its own deadline while another member could
-// take the session.
-func (s *Server) dialMember(ctx context.Context, member string, raw []byte) (net.Conn, *jute.ConnectResponse, []byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.conf().DialTimeout)
+// One attempt takes at most attempt, the ConnectResponse included (the TCP connect at
+// most DialTimeout): a member that is frozen (SIGSTOP, a long GC) accepts in the kernel
+// and then answers nothing, and must not hold a move (or a placement) until its own
+// deadline while another member could take the session (see patientAttempt).
+func (s *Server) dialMember(ctx context.Context, member string, raw []byte, attempt time.Duration) (net.Conn, *jute.ConnectResponse, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, attempt)
 	defer cancel()
 	d := net.Dialer{Timeout: s.conf().DialTimeout}
 	server, err := d.DialContext(ctx, "tcp", member)

@@ -25,14 +25,32 @@ const (
 )
 
 // dialBounded is dialMember within one of the bounds on concurrent connects.
-func (s *Server) dialBounded(ctx context.Context, slots chan struct{}, member string, raw []byte) (net.Conn, *jute.ConnectResponse, []byte, error) {
+func (s *Server) dialBounded(ctx context.Context, slots chan struct{}, member string, raw []byte, attempt time.Duration) (net.Conn, *jute.ConnectResponse, []byte, error) {
 	select {
 	case slots <- struct{}{}:
 	case <-ctx.Done():
 		return nil, nil, nil, fmt.Errorf("member %s: waiting to dial: %w", member, ctx.Err())
 	}
 	defer func() { <-slots }()
-	return s.dialMember(ctx, member, raw)
+	return s.dialMember(ctx, member, raw, attempt)
+}
+
+// patientAttempt reports whether a move's connect attempt to member may wait for its
+// ConnectResponse until the move's deadline, rather than DialTimeout: when no other
+// candidate answered its sessions clearly more recently (by more than dial). Every member
+// is then as slow as this one (an overloaded ensemble, a stall of the whole machine): a
+// client connected directly keeps waiting on its member, an attempt given up leaves its
+// ConnectRequest for the member to process anyway (more load on an ensemble already
+// behind), and trying the next member is no faster. A member frozen while its peers
+// answer is still given up after dial, for them.
+func patientAttempt(member string, candidates []string, lastAnswer func(string) time.Time, dial time.Duration) bool {
+	own := lastAnswer(member)
+	for _, c := range candidates {
+		if c != member && lastAnswer(c).Sub(own) > dial {
+			return false
+		}
+	}
+	return true
 }
 
 // moveTargets lists the members to try for a move, best first: those health saw caught
@@ -106,11 +124,19 @@ func (s *Server) redial(ctx context.Context, m *moveOrder) moveResult {
 		// yet) goes after the others: a hung leader must not take every move's time.
 		slices.SortStableFunc(targets, func(a, b string) int { return cmp.Compare(b2i(unanswered[a]), b2i(unanswered[b])) })
 		for _, member := range targets {
-			nc, resp, _, err := s.dialBounded(ctx, s.dials, member, raw)
+			attempt := s.conf().DialTimeout
+			if patientAttempt(member, targets, s.LastAnswer, attempt) {
+				attempt = time.Until(m.deadline)
+			}
+			nc, resp, _, err := s.dialBounded(ctx, s.dials, member, raw, attempt)
 			if err != nil {
 				last = err
 				if ctx.Err() != nil {
 					break // the move's own deadline, not the member's failure
+				}
+				if health.IsOwnLimit(err) {
+					s.ownLimit.Note(s.log, "moving a session", member, err, time.Now())
+					break // zkgate's own limit: try again after the pause, every member alike
 				}
 				if health.IsTimeout(err) {
 					unanswered[member] = true

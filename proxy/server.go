@@ -46,6 +46,8 @@ type Server struct {
 	coalesced, coalescedFor atomic.Int64
 	// session moves done and refused (Totals)
 	moves, movesClosed atomic.Int64
+	// ownLimit logs member connects zkgate could not make for want of a descriptor
+	ownLimit health.OwnLimitLog
 	// stalledSessions: sessions waiting on their member past the slow-call threshold at
 	// the last stall sweep (slow calls count against the ensemble only from two up)
 	stalledSessions atomic.Int32

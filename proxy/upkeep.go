@@ -188,6 +188,7 @@ func (s *Server) sweepStalls(now time.Time, tick time.Duration) {
 		}
 	}
 	s.stalledSessions.Store(int32(sessions))
+	s.ejector().SetSilence(slow)
 	settling := s.settling(now)
 	for _, st := range stalls {
 		age := st.f.service // how long the member has kept it without answering the session
