@@ -256,18 +256,14 @@ func countRecords12(d *recDir, stream []byte) (uint64, error) {
 	var scratch []byte
 	opened := false
 	for len(stream) > 0 {
-		if len(stream) < recordHeaderLen {
-			return 0, errTLSState
+		rec, rest, err := splitRecord(stream)
+		if err != nil {
+			return 0, err
 		}
-		n := int(stream[3])<<8 | int(stream[4])
-		if len(stream) < recordHeaderLen+n {
-			return 0, errTLSState
-		}
-		rec := stream[:recordHeaderLen+n]
-		stream = stream[recordHeaderLen+n:]
+		stream = rest
 		var plain []byte
-		err := errTLSState
-		if n >= d.overhead12() && rec[0] != recChangeCipherSpec && d.seq < math.MaxUint64 {
+		err = errTLSState
+		if len(rec)-recordHeaderLen >= d.overhead12() && rec[0] != recChangeCipherSpec && d.seq < math.MaxUint64 {
 			plain, err = d.open12(scratch[:0], rec)
 		}
 		if err != nil {

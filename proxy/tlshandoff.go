@@ -194,15 +194,11 @@ func countRecords(d *recDir, stream []byte, tickets bool) (uint64, error) {
 	var hsLeft int // bytes of a handshake message still to come
 	opened := false
 	for len(stream) > 0 {
-		if len(stream) < recordHeaderLen {
-			return 0, errTLSState
+		rec, rest, err := splitRecord(stream)
+		if err != nil {
+			return 0, err
 		}
-		n := int(stream[3])<<8 | int(stream[4])
-		if len(stream) < recordHeaderLen+n {
-			return 0, errTLSState
-		}
-		rec := stream[:recordHeaderLen+n]
-		stream = stream[recordHeaderLen+n:]
+		stream = rest
 		if rec[0] != recApplicationData { // the hellos, ChangeCipherSpec: in the clear
 			if opened {
 				return 0, errTLSState
@@ -282,4 +278,17 @@ func handoffTLS(nc net.Conn) (*tlsHandoff, error) {
 		return nil, err
 	}
 	return p.take()
+}
+
+// splitRecord cuts the first whole record off a copied stream; a stream that ends inside
+// a record is not a state the loop can take over.
+func splitRecord(stream []byte) (rec, rest []byte, err error) {
+	if len(stream) < recordHeaderLen {
+		return nil, nil, errTLSState
+	}
+	n := int(stream[3])<<8 | int(stream[4])
+	if len(stream) < recordHeaderLen+n {
+		return nil, nil, errTLSState
+	}
+	return stream[:recordHeaderLen+n], stream[recordHeaderLen+n:], nil
 }
