@@ -264,21 +264,20 @@ func (j *Ejector) Evaluate(now time.Time) []Change {
 }
 
 // verdict says why m should be ejected, or "". Each rule judges m against its peers
-// (see outlier): a figure every member shares is the ensemble's, not m's.
+// (see outlier and standsOut): a figure every member shares is the ensemble's, not m's.
 func (j *Ejector) verdict(m *member) string {
 	connectFails := func(p *member) float64 { return float64(p.c.connectFails.Load()) }
-	if n := m.c.connectFails.Load(); outlier(float64(n), j.peerFigures(m, connectFails), float64(j.cfg.ConsecutiveConnectFailures)) {
+	if n := m.c.connectFails.Load(); j.standsOut(m, float64(n), float64(j.cfg.ConsecutiveConnectFailures), connectFails) {
 		return fmt.Sprintf("%d consecutive connect failures", n)
 	}
 	stalled := func(p *member) float64 { return p.stalled }
-	if j.cfg.StalledRatio > 0 && outlier(m.stalled, j.peerFigures(m, stalled), j.cfg.StalledRatio) {
+	if j.cfg.StalledRatio > 0 && j.standsOut(m, m.stalled, j.cfg.StalledRatio, stalled) {
 		return fmt.Sprintf("requests stalled on it past the slow-call threshold %.0f%% of the last %v (threshold %.0f%%)",
 			100*m.stalled, j.stallHorizon(), 100*j.cfg.StalledRatio)
 	}
 	ratio := func(p *member) float64 { r, _ := j.failureRatio(p); return r }
-	if r, requests := j.failureRatio(m); requests >= int64(j.cfg.MinRequests) && outlier(r, j.peerFigures(m, ratio), j.cfg.FailureRatio) {
-		return fmt.Sprintf("failure ratio %.2f over %d requests (threshold %.2f; the peers' median %.2f)",
-			r, requests, j.cfg.FailureRatio, median(j.peerFigures(m, ratio)))
+	if r, requests := j.failureRatio(m); requests >= int64(j.cfg.MinRequests) && j.standsOut(m, r, j.cfg.FailureRatio, ratio) {
+		return fmt.Sprintf("failure ratio %.2f over %d requests (threshold %.2f)", r, requests, j.cfg.FailureRatio)
 	}
 	stalledTogether := bits.OnesCount64(m.stallSess) >= j.cfg.MinSessions
 	// Latency compares like with like: figures that stand on enough replies and enough

@@ -35,15 +35,27 @@ func median(xs []float64) float64 {
 	return xs[n/2]
 }
 
-// peerFigures is fig of each of m's peers in rotation (not ejected, not down).
-func (j *Ejector) peerFigures(m *member, fig func(*member) float64) []float64 {
-	var out []float64
+// standsOut judges m's figure own against fig of its peers in rotation that carry
+// traffic through zkgate (see observed): a peer with none, such as the leader that
+// routing keeps sessions off, shows no stalls or failures because nothing was asked of
+// it, not because it would do better. With no such peer, m's own figure decides.
+func (j *Ejector) standsOut(m *member, own, threshold float64, fig func(*member) float64) bool {
+	var peers []float64
 	for _, p := range j.members {
-		if p != m && !p.ejected && !p.down {
-			out = append(out, fig(p))
+		if p != m && !p.ejected && !p.down && p.observed() {
+			peers = append(peers, fig(p))
 		}
 	}
-	return out
+	if len(peers) == 0 {
+		return own >= threshold
+	}
+	return outlier(own, peers, threshold)
+}
+
+// observed reports whether the window holds any figure of p's: replies, failures,
+// stalls, a stalled share, connect failures.
+func (p *member) observed() bool {
+	return p.requests > 0 || p.samples > 0 || p.stalls > 0 || p.stalled > 0 || p.c.connectFails.Load() > 0
 }
 
 // failureRatio is m's failures over its requests in the window, stalls counted as in

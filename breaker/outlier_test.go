@@ -99,6 +99,21 @@ func TestEjectionComparesWithPeers(t *testing.T) {
 				j.StallSample(map[string]bool{"m1": true, "m2": true, "m3": true}, 100*ms)
 			}
 		}, "", ""},
+		{"both followers stalled, the leader carries no session (routing avoids it): none ejected", func(j *Ejector) {
+			for range 150 {
+				j.StallSample(map[string]bool{"m1": true, "m2": true}, 100*ms)
+			}
+			replies(j, "m1", 40, jute.ErrOK, 400*ms)
+			stalls(j, "m1", 60)
+			replies(j, "m2", 45, jute.ErrOK, 400*ms)
+			stalls(j, "m2", 55)
+		}, "", ""},
+		{"one follower stalled, the other fine, the leader idle: ejected", func(j *Ejector) {
+			for range 150 {
+				j.StallSample(map[string]bool{"m1": true}, 100*ms)
+			}
+			replies(j, "m2", 100, jute.ErrOK, 3*ms)
+		}, "m1", "stalled on it past the slow-call threshold"},
 		{"slow everywhere (latency): none ejected", func(j *Ejector) {
 			for _, m := range members3 {
 				replies(j, m, 50, jute.ErrOK, 900*ms)
