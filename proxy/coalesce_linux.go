@@ -8,19 +8,28 @@ import "time"
 // window is how long the loop lets frames gather after an epoll_wait returned before it
 // waits again, so that more frames arrive per read, per write and per wakeup (zero: wait
 // for events as they come). Every frame that arrives meanwhile waits for the window's
-// end, so it is held only when it saves system calls: long enough to gather about
-// coalesceBatch frames at the loop's observed arrival rate and no longer, and not at all
-// when fewer than coalesceGain frames are expected in it (a request that arrives alone,
-// light traffic, one sequential client) or when a lone request is in flight. It is at
-// most Coalesce and at most CoalesceShare of the members' average reply latency, so
-// that what it adds stays a small part of what requests wait at the ensemble.
+// end, so the loop holds only where holding costs little and saves system calls:
+//   - only while requests queue at the members: the sessions with requests in flight
+//     have coalesceDepth or more each on average. A held request then waits behind
+//     requests of its own session that the member answers first, and a closed-loop
+//     client's next request waits for replies anyway. A lone request, light or paced
+//     traffic, and sequential clients (one request at a time per session, however many
+//     sessions) are never held;
+//   - about coalesceBatch frames of one session at the observed arrival rate per busy
+//     session, so that each read and write carries several frames, and no longer;
+//   - at most Coalesce, and at most CoalesceShare of the members' average reply latency,
+//     a share of what requests already wait at the ensemble;
+//   - not at all when fewer than coalesceGain frames would arrive on the whole loop
+//     meanwhile (the wait's own wakeup would cost more than it saves).
 func (l *loop) window() time.Duration {
 	cfg := l.srv.conf()
-	if cfg.Coalesce <= 0 || l.o.flight < coalesceFrom || l.rate <= 0 {
+	if cfg.Coalesce <= 0 || l.o.busy == 0 || l.rate <= 0 ||
+		l.o.flight < coalesceDepth*l.o.busy {
 		return 0
 	}
+	perSession := l.rate / float64(l.o.busy)
 	w := min(cfg.Coalesce, time.Duration(float64(l.o.latency)*cfg.CoalesceShare),
-		time.Duration(coalesceBatch/l.rate*float64(time.Second)))
+		time.Duration(coalesceBatch/perSession*float64(time.Second)))
 	if w < coalesceFloor || l.rate*w.Seconds() < coalesceGain {
 		return 0
 	}

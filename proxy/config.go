@@ -11,8 +11,8 @@ import (
 
 // Defaults (DefaultConfig). The config file's defaults are these.
 const (
-	DefaultCoalesce         = 2 * time.Millisecond
-	DefaultCoalesceShare    = 0.125
+	DefaultCoalesce         = 20 * time.Millisecond
+	DefaultCoalesceShare    = 0.25
 	DefaultHandshakeTimeout = 10 * time.Second // as ZooKeeper's own
 	DefaultDialTimeout      = 2 * time.Second
 	DefaultDrainTimeout     = 10 * time.Second
@@ -70,11 +70,11 @@ type Config struct {
 	// Loops is the number of relay event loops; default GOMAXPROCS-1, at least 1.
 	Loops int
 	// Coalesce is the longest a relay loop waits before reading, so that more frames
-	// travel per system call. The loop sizes the wait by the frames' observed arrival
-	// rate (about 16 frames' time), never holds a lone request in flight, nor when fewer
-	// than 3 frames would come meanwhile. The wait is also at most CoalesceShare of the
-	// members' average reply latency: it costs that much latency at most, where requests
-	// already wait far longer. 0 (or negative) turns coalescing off; DefaultConfig has it on.
+	// travel per system call. The loop waits only while requests queue at the members
+	// (2 or more in flight per busy session), sizes the wait by each session's observed
+	// arrival rate (about 16 frames' time), and never waits when fewer than 3 frames
+	// would come meanwhile (loop.window). The wait is also at most CoalesceShare of the
+	// members' average reply latency: a share of what queued requests wait anyway. 0 (or negative) turns coalescing off; DefaultConfig has it on.
 	Coalesce      time.Duration
 	CoalesceShare float64
 	// Limits protect the ensemble from one client (see Limits); off when zero.

@@ -103,3 +103,46 @@ func TestObserversOnly(t *testing.T) {
 		t.Fatalf("after losing one observer: %v", err)
 	}
 }
+
+// The default placement, least-connections, spreads sessions over every serving member,
+// the leader included, as clients that connect to the ensemble directly do; on a tie a
+// follower comes first. followers-first keeps them off the leader while followers serve.
+func TestDefaultPlacementUsesEveryMember(t *testing.T) {
+	ens := zktest.Start(t, zktest.Config{Members: 3})
+	leader, err := ens.Leader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		policy                   proxy.Policy
+		leaderWant, followerWant int
+	}{{proxy.LeastConnections, 2, 2}, {proxy.FollowersFirst, 0, 3}} {
+		t.Run(string(c.policy), func(t *testing.T) {
+			g := startGate(t, ens, proxy.Config{Policy: c.policy})
+			zktest.WaitFor(t, 30*time.Second, "health sees the leader and both followers serving", func() bool {
+				modes := map[string]int{}
+				for _, m := range g.mon.View().Members {
+					if m.Serving {
+						modes[m.Mode]++
+					}
+				}
+				return modes["leader"] == 1 && modes["follower"] == 2
+			})
+			for range 6 {
+				connect(t, g.addr)
+			}
+			placed := map[string]int{}
+			for _, s := range g.srv.Sessions() {
+				placed[s.Member]++
+			}
+			if placed[leader.ClientAddr] != c.leaderWant {
+				t.Fatalf("%d of 6 sessions on the leader %s, want %d: %v", placed[leader.ClientAddr], leader.ClientAddr, c.leaderWant, placed)
+			}
+			for _, m := range ens.Members() {
+				if m != leader && placed[m.ClientAddr] != c.followerWant {
+					t.Fatalf("%d sessions on follower %s, want %d: %v", placed[m.ClientAddr], m.ClientAddr, c.followerWant, placed)
+				}
+			}
+		})
+	}
+}

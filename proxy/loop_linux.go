@@ -95,12 +95,13 @@ const (
 	// read) cannot grow zkgate's memory without bound.
 	highWater   = 256 << 10
 	sweepPeriod = 100 * time.Millisecond
-	// coalesceFrom: a lone request in flight on the loop is never held: there is nothing
-	// it could be gathered with but its own reply.
-	coalesceFrom = 2
-	// coalesceBatch: a wait is sized to gather about this many frames at the observed
-	// arrival rate, and held only when it is expected to gather coalesceGain or more
-	// (fewer would cost the wait's own wakeup and save none).
+	// coalesceDepth: the loop holds frames only while the sessions with requests in
+	// flight have this many each on average (window).
+	coalesceDepth = 2
+	// coalesceBatch: a wait is sized to gather about this many frames of one session at
+	// the observed arrival rate per busy session, and held only when it is expected to
+	// gather coalesceGain or more on the whole loop (fewer would cost the wait's own
+	// wakeup and save none).
 	coalesceBatch = 16
 	coalesceGain  = 3
 	// coalesceFloor: a shorter wait is not worth its nanosleep; the loop's own work

@@ -325,7 +325,7 @@ func (l *loop) finish(c *conn, why ending) {
 	l.drop(&c.me)
 	delete(l.conns, c)
 	delete(l.pending, c)
-	l.o.flight -= c.r.sent
+	c.r.addSent(&l.o, -c.r.sent)
 	l.sessions.Add(-1)
 	c.ended(why)
 }

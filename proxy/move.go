@@ -103,8 +103,7 @@ func (r *relay) lose(o *out, now time.Time, why string) (*moveOrder, *ending) {
 		r.answer(o, false, false)
 	}
 	waiting := r.sess.inFlight()
-	o.flight -= r.sent - waiting
-	r.sent = waiting
+	r.addSent(o, waiting-r.sent)
 	r.own = r.own[:0]
 	r.lost, r.lostWhy, r.lostAt = r.member, why, now
 	if lossAnswered > 0 {

@@ -53,6 +53,7 @@ type out struct {
 	hot            *hotBatch // a relay loop's path figures; nil: straight to the tracker
 	batch, owed    []inflight
 	flight         int           // requests sent to members and not answered yet
+	busy           int           // sessions with any of them (flight/busy: how deep requests queue)
 	latency        time.Duration // moving average of the members' reply latency
 }
 
@@ -162,13 +163,26 @@ func (r *relay) nextRequest(data []byte) ([]byte, jute.RequestHeader, error) {
 	return frame, h, nil
 }
 
+// addSent changes the session's count of requests at its member by d, and the driver's
+// figures with it: its flight, and its busy sessions (those with any request there).
+func (r *relay) addSent(o *out, d int) {
+	was := r.sent
+	r.sent += d
+	o.flight += d
+	switch {
+	case was == 0 && r.sent > 0:
+		o.busy++
+	case was > 0 && r.sent == 0:
+		o.busy--
+	}
+}
+
 // enqueue records requests sent to the member in the session's FIFO and in the in-flight
 // counts, and returns the batch emptied for reuse.
 func (r *relay) enqueue(o *out, batch []inflight) []inflight {
 	if len(batch) > 0 {
 		r.sess.pushAll(batch)
-		r.sent += len(batch)
-		o.flight += len(batch)
+		r.addSent(o, len(batch))
 	}
 	clear(batch)
 	return batch[:0]
@@ -314,8 +328,7 @@ func (r *relay) reply(o *out, frame []byte, now time.Time) error {
 		if top := r.srv.topZxid.Load(); h.Zxid > top && r.srv.topZxid.CompareAndSwap(top, h.Zxid) {
 			r.srv.committedAt.Store(now.UnixNano())
 		}
-		r.sent--
-		o.flight--
+		r.addSent(o, -1)
 		r.outcome(o, f, h, now)
 		if f.hot != "" {
 			r.hotReply(o, &f, h.Err, len(frame))

@@ -11,8 +11,15 @@ type Policy string
 
 // Routing policies.
 const (
-	LeastConnections Policy = "least-connections" // default; avoids the leader while followers serve
-	RoundRobin       Policy = "round-robin"
+	// LeastConnections (the default): fewest zkgate sessions first over every serving
+	// member, the leader included (as clients that connect directly spread over it, with
+	// ZooKeeper's default leaderServes=yes); on a tie a follower first.
+	LeastConnections Policy = "least-connections"
+	// FollowersFirst keeps sessions off the leader while followers serve, fewest
+	// sessions first within each: the leader's CPU is kept for writes, at the price of
+	// the followers' share of the reads (BENCHMARKS.md, session 10).
+	FollowersFirst Policy = "followers-first"
+	RoundRobin     Policy = "round-robin"
 	Any              Policy = "any" // the member order as configured
 	// PreferObservers places sessions on serving observers first (how ZooKeeper users
 	// scale reads), then followers, then the leader; fewest sessions first within each.
@@ -88,13 +95,17 @@ func Route(in RouteInput) []string {
 			return a.order < b.order
 		})
 	default:
+		first := in.Policy == FollowersFirst && followers
 		sort.SliceStable(cands, func(i, j int) bool {
 			a, b := cands[i], cands[j]
-			if followers && a.leader != b.leader {
+			if first && a.leader != b.leader {
 				return !a.leader
 			}
 			if a.sessions != b.sessions {
 				return a.sessions < b.sessions
+			}
+			if a.leader != b.leader {
+				return !a.leader
 			}
 			return a.order < b.order
 		})
