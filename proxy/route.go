@@ -20,7 +20,7 @@ const (
 	// the followers' share of the reads (BENCHMARKS.md, session 10).
 	FollowersFirst Policy = "followers-first"
 	RoundRobin     Policy = "round-robin"
-	Any              Policy = "any" // the member order as configured
+	Any            Policy = "any" // the member order as configured
 	// PreferObservers places sessions on serving observers first (how ZooKeeper users
 	// scale reads), then followers, then the leader; fewest sessions first within each.
 	PreferObservers Policy = "prefer-observers"
