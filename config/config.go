@@ -105,7 +105,7 @@ type Health struct {
 }
 
 // Routing policies (proxy.Policy values).
-var Policies = []string{"least-connections", "followers-first", "round-robin", "any", "prefer-observers"}
+var Policies = []string{"least-connections", "least-connections-with-leader", "round-robin", "any", "prefer-observers"}
 
 // Default is the configuration without a file: the admin server on loopback, JSON logs
 // (console on a terminal), and no ensemble.

@@ -104,10 +104,10 @@ func TestObserversOnly(t *testing.T) {
 	}
 }
 
-// The default placement, least-connections, spreads sessions over every serving member,
-// the leader included, as clients that connect to the ensemble directly do; on a tie a
-// follower comes first. followers-first keeps them off the leader while followers serve.
-func TestDefaultPlacementUsesEveryMember(t *testing.T) {
+// The default placement, least-connections, keeps sessions off the leader while
+// followers serve; least-connections-with-leader spreads them over every serving member,
+// the leader included, as clients that connect to the ensemble directly do.
+func TestPlacementWithAndWithoutTheLeader(t *testing.T) {
 	ens := zktest.Start(t, zktest.Config{Members: 3})
 	leader, err := ens.Leader()
 	if err != nil {
@@ -116,7 +116,7 @@ func TestDefaultPlacementUsesEveryMember(t *testing.T) {
 	for _, c := range []struct {
 		policy                   proxy.Policy
 		leaderWant, followerWant int
-	}{{proxy.LeastConnections, 2, 2}, {proxy.FollowersFirst, 0, 3}} {
+	}{{proxy.LeastConnections, 0, 3}, {proxy.LeastConnectionsWithLeader, 2, 2}} {
 		t.Run(string(c.policy), func(t *testing.T) {
 			g := startGate(t, ens, proxy.Config{Policy: c.policy})
 			zktest.WaitFor(t, 30*time.Second, "health sees the leader and both followers serving", func() bool {

@@ -85,13 +85,6 @@ func startGate(t *testing.T, ens *zktest.Ensemble, cfg proxy.Config, opts ...gat
 	for _, o := range opts {
 		o(&setup)
 	}
-	if cfg.Policy == "" {
-		// The fault tests were written for sessions on followers: they kill or pause the
-		// member under a session, a follower, and keep the leader up (and quorum with it).
-		// The default placement, which uses the leader too, has its own test
-		// (TestDefaultPlacementUsesEveryMember).
-		cfg.Policy = proxy.FollowersFirst
-	}
 	if cfg.Driver == "" {
 		// ZKGATE_TEST_DRIVER=goroutines runs the tests on the goroutine driver (.ci/run
 		// does, for the client tests).

@@ -11,16 +11,19 @@ type Policy string
 
 // Routing policies.
 const (
-	// LeastConnections (the default): fewest zkgate sessions first over every serving
-	// member, the leader included (as clients that connect directly spread over it, with
-	// ZooKeeper's default leaderServes=yes); on a tie a follower first.
+	// LeastConnections (the default) keeps sessions off the leader while followers serve,
+	// fewest zkgate sessions first: the leader's CPU is kept for writes, and a hung leader
+	// holds no session that would have to move while the followers elect a new one
+	// (RELIABILITY.md, pause-leader).
 	LeastConnections Policy = "least-connections"
-	// FollowersFirst keeps sessions off the leader while followers serve, fewest
-	// sessions first within each: the leader's CPU is kept for writes, at the price of
-	// the followers' share of the reads (BENCHMARKS.md, session 10).
-	FollowersFirst Policy = "followers-first"
-	RoundRobin     Policy = "round-robin"
-	Any            Policy = "any" // the member order as configured
+	// LeastConnectionsWithLeader counts the leader like any member (as clients that
+	// connect directly spread over it), a follower first on a tie: every member takes its
+	// share of the reads, fewer system calls per request on shared hardware, but the
+	// sessions on a hung leader must move while the followers elect a new one
+	// (BENCHMARKS.md, session 10).
+	LeastConnectionsWithLeader Policy = "least-connections-with-leader"
+	RoundRobin                 Policy = "round-robin"
+	Any                        Policy = "any" // the member order as configured
 	// PreferObservers places sessions on serving observers first (how ZooKeeper users
 	// scale reads), then followers, then the leader; fewest sessions first within each.
 	PreferObservers Policy = "prefer-observers"
@@ -95,7 +98,7 @@ func Route(in RouteInput) []string {
 			return a.order < b.order
 		})
 	default:
-		first := in.Policy == FollowersFirst && followers
+		first := in.Policy != LeastConnectionsWithLeader && followers
 		sort.SliceStable(cands, func(i, j int) bool {
 			a, b := cands[i], cands[j]
 			if first && a.leader != b.leader {

@@ -22,12 +22,11 @@ func TestRoute(t *testing.T) {
 		in   RouteInput
 		want []string
 	}{
-		{"least connections counts the leader like any member", RouteInput{View: three, Sessions: map[string]int{"b": 5, "c": 1}}, []string{"a", "c", "b"}},
-		{"least connections: on a tie followers first, in member order", RouteInput{View: three}, []string{"b", "c", "a"}},
-		{"least connections: the leader when it has fewest", RouteInput{View: three, Sessions: map[string]int{"b": 1, "c": 1}}, []string{"a", "b", "c"}},
-		{"followers first avoids the leader", RouteInput{View: three, Policy: FollowersFirst, Sessions: map[string]int{"b": 5, "c": 1}}, []string{"c", "b", "a"}},
-		{"followers first: ties keep member order", RouteInput{View: three, Policy: FollowersFirst}, []string{"b", "c", "a"}},
-		{"followers first: the leader when alone", RouteInput{View: &health.View{Members: []health.MemberState{m("a", "leader", S, 1), m("b", "", D, 0)}}, Policy: FollowersFirst}, []string{"a"}},
+		{"least connections avoids the leader", RouteInput{View: three, Sessions: map[string]int{"b": 5, "c": 1}}, []string{"c", "b", "a"}},
+		{"ties keep member order", RouteInput{View: three}, []string{"b", "c", "a"}},
+		{"with the leader: counted like any member", RouteInput{View: three, Policy: LeastConnectionsWithLeader, Sessions: map[string]int{"b": 5, "c": 1}}, []string{"a", "c", "b"}},
+		{"with the leader: on a tie followers first, in member order", RouteInput{View: three, Policy: LeastConnectionsWithLeader}, []string{"b", "c", "a"}},
+		{"with the leader: the leader when it has fewest", RouteInput{View: three, Policy: LeastConnectionsWithLeader, Sessions: map[string]int{"b": 1, "c": 1}}, []string{"a", "b", "c"}},
 		{"leader used when alone", RouteInput{View: &health.View{Members: []health.MemberState{m("a", "leader", S, 1), m("b", "", D, 0)}}}, []string{"a"}},
 		{"down members never", RouteInput{View: &health.View{Members: []health.MemberState{m("a", "", D, 0), m("b", "", D, 0)}}}, []string{}},
 		{"reconnect skips lagging member", RouteInput{View: three, LastZxidSeen: 95}, []string{"c", "a"}},

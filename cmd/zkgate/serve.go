@@ -35,7 +35,7 @@ func bindEnsembleFlags(f *pflag.FlagSet, e *config.Ensemble) {
 	f.StringVar(&e.Name, "name", e.Name, "ensemble name, in logs, metrics and the status API")
 	f.StringVar(&e.Listen, "listen", e.Listen, "client address to listen on")
 	f.Var(membersValue{&e.Members}, "ensemble", "members' client addresses, host:port,host:port,...")
-	f.StringVar(&e.Routing, "policy", e.Routing, "routing: least-connections, followers-first, round-robin, any or prefer-observers")
+	f.StringVar(&e.Routing, "policy", e.Routing, "routing: least-connections, least-connections-with-leader, round-robin, any or prefer-observers")
 	f.IntVar(&e.Limits.MaxConnections, "max-connections", e.Limits.MaxConnections, "client connections on the listener (0 = no limit)")
 	f.IntVar(&e.Limits.MaxConnectionsPerClient, "max-connections-per-client", e.Limits.MaxConnectionsPerClient, "client connections per client IP (0 = no limit)")
 	f.DurationVar(&e.Limits.HandshakeTimeout, "handshake-timeout", e.Limits.HandshakeTimeout, "deadline from accept to ConnectResponse")
