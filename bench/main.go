@@ -48,6 +48,10 @@ import (
 
 var zkgateProcs, zkgateFlags, profileDir string
 
+// haproxyCheck gives HAProxy health checks like zkgate's: srvr to every member every
+// 500 ms (-haproxy-check).
+var haproxyCheck bool
+
 type scenario struct {
 	name        string
 	sessions    int
@@ -77,6 +81,7 @@ func main() {
 	out := flag.String("out", "", "also write the report to this markdown file")
 	flag.StringVar(&zkgateProcs, "zkgate-gomaxprocs", "", "GOMAXPROCS for the zkgate process (default: Go's)")
 	flag.StringVar(&zkgateFlags, "zkgate-flags", "", "more flags for zkgate serve, e.g. \"--coalesce 0\"")
+	flag.BoolVar(&haproxyCheck, "haproxy-check", false, "HAProxy checks every member with srvr every 500 ms, as zkgate's health does (default: no checks)")
 	flag.StringVar(&profileDir, "profile", "", "run zkgate with --pprof and write its CPU profile of each scenario's last round to DIR/zkgate-TARGET-SCENARIO.pprof")
 	flag.Parse()
 

@@ -278,8 +278,14 @@ func startHAProxy(dir string, members []string, cert *benchCert) (*target, error
 		name, bind, clientTLS = "haproxy-tls", addr+" ssl crt "+cert.both, cert.client
 	}
 	fmt.Fprintf(&cfg, "listen zookeeper\n  bind %s\n  balance leastconn\n", bind)
+	check := ""
+	if haproxyCheck {
+		// What zkgate's health asks: srvr, every 500 ms, a member down after 2 misses.
+		cfg.WriteString("  option tcp-check\n  tcp-check send srvr\\n\n  tcp-check expect rstring Mode:\\ (leader|follower|standalone|observer)\n")
+		check = " check inter 500ms fall 2 rise 1"
+	}
 	for i, m := range members {
-		fmt.Fprintf(&cfg, "  server zk%d %s\n", i+1, m)
+		fmt.Fprintf(&cfg, "  server zk%d %s%s\n", i+1, m, check)
 	}
 	path := filepath.Join(dir, name+".cfg")
 	if err := os.WriteFile(path, []byte(cfg.String()), 0o644); err != nil {
