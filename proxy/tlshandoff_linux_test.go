@@ -259,9 +259,15 @@ func testHandoffServer(t *testing.T, mod func(*tls.Config), suite uint16) {
 	if _, err := io.ReadFull(e.cli, got); err != nil || !bytes.Equal(got, big) {
 		t.Fatalf("the client read %v", err)
 	}
-	go e.cli.Write(big)
+	wrote := make(chan error, 1)
+	go func() { _, err := e.cli.Write(big); wrote <- err }()
 	if got, err := readRecords(t, h, len(big), 1, 9, 4093, 17000); err != nil || !bytes.Equal(got, big) {
 		t.Fatalf("%d bytes back, %v", len(got), err)
+	}
+	// crypto/tls's Close sends no close_notify while a Write is still returning (it only
+	// closes the socket), so the Write must be over first.
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
 	}
 	e.cli.Close()
 	if _, err := readRecords(t, h, 1, 512); !errors.Is(err, errCloseNotify) {
