@@ -449,22 +449,40 @@ func (w *goWriters) halt() {
 // checkPresent fails the test unless every acknowledged node is in root.
 func checkPresent(t *testing.T, ctl *zk.Conn, root string, acked []string) {
 	t.Helper()
-	children, _, err := ctl.Children(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	have := map[string]bool{}
-	for _, c := range children {
-		have[c] = true
-	}
+	// ctl is another session: ZooKeeper promises it a write acknowledged to the writers'
+	// session only after a sync. Even on the leader a read can miss it: the leader sends
+	// COMMIT to the followers before its own pipeline applies the write
+	// (Leader.tryToCommit), and a follower may have answered the writer already. So:
+	// sync, read, and read again for a while before counting a create as missing (a lost
+	// create never shows up).
+	var children []string
 	missing := 0
-	for _, p := range acked {
-		if !have[path.Base(p)] {
-			missing++
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := ctl.Sync(root); err != nil {
+			t.Fatal(err)
 		}
+		var err error
+		if children, _, err = ctl.Children(root); err != nil {
+			t.Fatal(err)
+		}
+		have := map[string]bool{}
+		for _, c := range children {
+			have[c] = true
+		}
+		missing = 0
+		for _, p := range acked {
+			if !have[path.Base(p)] {
+				missing++
+			}
+		}
+		if missing == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	if missing > 0 {
-		t.Errorf("%d of %d acknowledged creates are not in %s", missing, len(acked), root)
+		t.Errorf("%d of %d acknowledged creates are not in %s, after a sync and 10 s", missing, len(acked), root)
 	}
 	t.Logf("%d acknowledged creates, all checked against the %d nodes in %s", len(acked), len(children), root)
 }
