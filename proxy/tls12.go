@@ -171,13 +171,7 @@ func (t *tlsRec) open12(buf []byte) (data []byte, used int, err error) {
 		case recApplicationData:
 			w += copy(buf[w:], plain)
 		case recAlert:
-			if len(plain) != 2 {
-				return buf[:w], used, fmt.Errorf("%w: alert of %d bytes", errTLSRecord, len(plain))
-			}
-			if plain[1] == alertCloseNotify {
-				return buf[:w], used, errCloseNotify
-			}
-			return buf[:w], used, tlsAlert{plain[1]}
+			return buf[:w], used, alertError(plain)
 		default: // a handshake record: its first message says which
 			typ := -1
 			if len(plain) > 0 {

@@ -67,6 +67,19 @@ type tlsAlert struct{ desc uint8 }
 
 func (a tlsAlert) Error() string { return "TLS alert from the peer: " + tls.AlertError(a.desc).Error() }
 
+// alertError is what an opened alert record means, in TLS 1.3 and 1.2 alike: a
+// close_notify is the end of the stream (errCloseNotify), any other alert ends the
+// connection (tlsAlert), and an alert that is not two bytes is a bad record.
+func alertError(plain []byte) error {
+	switch {
+	case len(plain) != 2:
+		return fmt.Errorf("%w: alert of %d bytes", errTLSRecord, len(plain))
+	case plain[1] == alertCloseNotify:
+		return errCloseNotify
+	}
+	return tlsAlert{plain[1]}
+}
+
 // recSuite is a cipher suite the layer knows: its AEAD, key length and hash (HKDF's in
 // TLS 1.3, the PRF's in TLS 1.2). A TLS 1.2 suite also says how long the fixed IV from
 // the key block is and how long the explicit nonce each record carries.
@@ -261,13 +274,7 @@ func (t *tlsRec) open(buf []byte) (data []byte, used int, err error) {
 				return buf[:w], used, err
 			}
 		case recAlert:
-			if len(plain) != 2 {
-				return buf[:w], used, fmt.Errorf("%w: alert of %d bytes", errTLSRecord, len(plain))
-			}
-			if plain[1] == alertCloseNotify {
-				return buf[:w], used, errCloseNotify
-			}
-			return buf[:w], used, tlsAlert{plain[1]}
+			return buf[:w], used, alertError(plain)
 		default:
 			return buf[:w], used, fmt.Errorf("%w: content type %d", errTLSRecord, typ)
 		}
