@@ -3,12 +3,15 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,7 +26,7 @@ import (
 func idleReport(ctx context.Context, gate *target, n int, idleFor time.Duration, out string) error {
 	pid := gate.cmd.Process.Pid
 	runtime.GC()
-	before, beforeFiles := readProc(pid), openFiles(pid)
+	before, beforeFiles, beforeHeap := readProc(pid), openFiles(pid), readHeap(ctx, gate.admin)
 	opened := make(chan struct{})
 	ictx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -38,28 +41,33 @@ func idleReport(ctx context.Context, gate *target, n int, idleFor time.Duration,
 	}
 	took := time.Since(start)
 	time.Sleep(2 * time.Second) // let zkgate settle after the burst of handshakes; the readings below are what count
-	first, firstOpen, firstFiles := readProc(pid), n-int(ended.Load()), openFiles(pid)
+	first, firstOpen, firstFiles, firstHeap := readProc(pid), n-int(ended.Load()), openFiles(pid), readHeap(ctx, gate.admin)
 	select {
 	case err := <-errc:
 		return err
 	case <-time.After(idleFor):
 	}
-	second, secondOpen, secondFiles := readProc(pid), n-int(ended.Load()), openFiles(pid)
+	second, secondOpen, secondFiles, secondHeap := readProc(pid), n-int(ended.Load()), openFiles(pid), readHeap(ctx, gate.admin)
 	select {
 	case err := <-errc:
 		return err
 	case <-time.After(idleFor):
 	}
-	third, thirdOpen, thirdFiles := readProc(pid), n-int(ended.Load()), openFiles(pid)
+	third, thirdOpen, thirdFiles, thirdHeap := readProc(pid), n-int(ended.Load()), openFiles(pid), readHeap(ctx, gate.admin)
 	var report strings.Builder
 	fmt.Fprintf(&report, "Idle sessions through zkgate: %d opened in %v\n\n", n, took.Round(time.Millisecond))
-	fmt.Fprintln(&report, "| reading | zkgate RSS MiB | per session KiB | sessions open | zkgate descriptors |")
-	fmt.Fprintln(&report, "|---|---:|---:|---:|---:|")
+	fmt.Fprintln(&report, "| reading | zkgate RSS MiB | per session KiB | live heap MiB | live heap per session KiB | goroutines | sessions open | zkgate descriptors |")
+	fmt.Fprintln(&report, "|---|---:|---:|---:|---:|---:|---:|---:|")
 	per := func(p procStat) float64 { return float64(p.rss-before.rss) / 1024 / float64(n) }
-	fmt.Fprintf(&report, "| before | %.1f | – | 0 | %d |\n", float64(before.rss)/(1<<20), beforeFiles)
-	fmt.Fprintf(&report, "| all open | %.1f | %.1f | %d | %d |\n", float64(first.rss)/(1<<20), per(first), firstOpen, firstFiles)
-	fmt.Fprintf(&report, "| after %v idle | %.1f | %.1f | %d | %d |\n", idleFor, float64(second.rss)/(1<<20), per(second), secondOpen, secondFiles)
-	fmt.Fprintf(&report, "| after %v idle | %.1f | %.1f | %d | %d |\n", 2*idleFor, float64(third.rss)/(1<<20), per(third), thirdOpen, thirdFiles)
+	row := func(name string, p procStat, h heapStat, open, files int) {
+		fmt.Fprintf(&report, "| %s | %.1f | %.1f | %.1f | %.1f | %d | %d | %d |\n", name, float64(p.rss)/(1<<20), per(p),
+			float64(h.live)/(1<<20), float64(h.live-beforeHeap.live)/1024/float64(n), h.goroutines, open, files)
+	}
+	fmt.Fprintf(&report, "| before | %.1f | – | %.1f | – | %d | 0 | %d |\n", float64(before.rss)/(1<<20),
+		float64(beforeHeap.live)/(1<<20), beforeHeap.goroutines, beforeFiles)
+	row("all open", first, firstHeap, firstOpen, firstFiles)
+	row(fmt.Sprintf("after %v idle", idleFor), second, secondHeap, secondOpen, secondFiles)
+	row(fmt.Sprintf("after %v idle", 2*idleFor), third, thirdHeap, thirdOpen, thirdFiles)
 	fmt.Fprintf(&report, "\nzkgate CPU while idle: %.1f ms/s. Command: `go run ./bench -idle %d -idle-for %v`\n",
 		float64((third.cpu-first.cpu).Milliseconds())/(2*idleFor).Seconds(), n, idleFor)
 	fmt.Print(report.String())
@@ -144,4 +152,49 @@ func Idle(ctx context.Context, addr string, n int, opened func(), ended *atomic.
 			}
 		}
 	}
+}
+
+// heapStat is zkgate's live heap, read after a collection it runs for the reading
+// (/debug/pprof/heap?gc=1: HeapAlloc then counts only reachable objects), and its
+// goroutines. RSS alone cannot tell a growing heap from garbage not yet collected or pages
+// the runtime has not returned.
+type heapStat struct {
+	live       int64
+	goroutines int
+}
+
+func readHeap(ctx context.Context, admin string) heapStat {
+	var h heapStat
+	if admin == "" {
+		return h
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/debug/pprof/heap?gc=1&debug=1", nil)
+	if err != nil {
+		return h
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return h
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "# HeapAlloc = "); ok {
+			h.live, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	if req, err = http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/debug/pprof/goroutine?debug=1", nil); err != nil {
+		return h
+	}
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		return h
+	}
+	defer resp.Body.Close()
+	sc = bufio.NewScanner(resp.Body)
+	if sc.Scan() {
+		// "goroutine profile: total N"
+		h.goroutines, _ = strconv.Atoi(strings.TrimPrefix(sc.Text(), "goroutine profile: total "))
+	}
+	return h
 }

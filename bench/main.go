@@ -48,6 +48,9 @@ import (
 
 var zkgateProcs, zkgateFlags, profileDir string
 
+// adminAlways: start zkgate with an admin listener even without -profile.
+var adminAlways bool
+
 // haproxyCheck gives HAProxy health checks like zkgate's: srvr to every member every
 // 500 ms (-haproxy-check).
 var haproxyCheck bool
@@ -128,6 +131,7 @@ func run(rounds int, duration time.Duration, mixFlag string, valueSize int, targ
 	}
 	defer os.RemoveAll(dir)
 
+	adminAlways = idle > 0 // the idle report reads zkgate's live heap from its /debug/pprof
 	gate, err := startZkgate(dir, ens.Addrs(), "zkgate")
 	if err != nil {
 		return err

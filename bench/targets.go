@@ -176,7 +176,7 @@ func startZkgate(dir string, members []string, name string, extra ...string) (*t
 		return nil, err
 	}
 	admin := ""
-	if profileDir != "" {
+	if profileDir != "" || adminAlways {
 		if admin, err = freeAddr(); err != nil {
 			return nil, err
 		}
