@@ -157,7 +157,7 @@ func Assess(reports []Report) Assessment {
 			sort.Strings(r.Refused)
 			r.Problems = append(r.Problems, "4lw whitelist refuses "+strings.Join(r.Refused, ",")+" (zkgate needs srvr; mntr, conf, ruok and isro add detail)")
 		}
-		if leaderZxid >= 0 && r.Srvr != nil && r.Zxid>>32 == leaderZxid>>32 && leaderZxid-r.Zxid > LagWarning {
+		if leaderZxid >= 0 && r.Srvr != nil && Epoch(r.Zxid) == Epoch(leaderZxid) && leaderZxid-r.Zxid > LagWarning {
 			r.Problems = append(r.Problems, fmt.Sprintf("zxid lags the leader by %d", leaderZxid-r.Zxid))
 		}
 	}

@@ -69,6 +69,7 @@ func TestSummarize(t *testing.T) {
 	was := func(addr, last string, st Status) MemberState {
 		return MemberState{Address: addr, Status: st, LastMode: last}
 	}
+	z := func(m MemberState, zxid int64) MemberState { m.Zxid = zxid; return m }
 	S, D, N := StatusServing, StatusDown, StatusNotServing
 	for _, c := range []struct {
 		name   string
@@ -88,6 +89,9 @@ func TestSummarize(t *testing.T) {
 		{"observers only, one down", []MemberState{m("o1", "observer", S), was("o2", "observer", D)}, "", true},
 		{"part of the ensemble, one never seen", []MemberState{m("o1", "observer", S), m("o2", "", D)}, "", false},
 		{"the leader down, followers not yet looking", []MemberState{was("a", "leader", D), m("b", "follower", S), m("c", "follower", S)}, "", false},
+		// A hung leader's last answer (epoch 1) stands while the others elected one (epoch 2).
+		{"two claim to lead: the later epoch", []MemberState{z(m("a", "follower", S), 2<<32|3), z(m("b", "leader", S), 2<<32), z(m("c", "leader", S), 1<<32|90)}, "b", true},
+		{"two claim to lead, the other order", []MemberState{z(m("c", "leader", S), 1<<32|90), z(m("b", "leader", S), 2<<32), z(m("a", "follower", S), 2<<32|3)}, "b", true},
 	} {
 		v := Summarize(c.ms, time.Time{})
 		if v.Leader != c.leader || v.Quorum != c.quorum {

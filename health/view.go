@@ -51,11 +51,14 @@ func (v *View) Member(addr string) (MemberState, bool) {
 
 // Summarize derives the leader and quorum from member states: a quorum is a serving
 // leader (or standalone member) plus a strict majority of the voting members serving.
-// Observers do not vote; a down member's role is unknown, so it counts as a voter.
+// Observers do not vote; a down member's role is unknown, so it counts as a voter. When
+// two members claim to lead (a hung leader's last answer still stands while the others
+// elected a new one), the later epoch leads: every election's leader starts a higher one.
 func Summarize(members []MemberState, at time.Time) View {
 	v := View{Members: members, At: at}
 	voters, serving := 0, 0
 	synced, maybeLeaderLost := false, false
+	var leaderEpoch int64
 	for _, m := range members {
 		if m.Status == StatusServing && (m.Mode == "follower" || m.Mode == "observer") {
 			synced = true
@@ -72,8 +75,8 @@ func Summarize(members []MemberState, at time.Time) View {
 		voters++
 		if m.Status == StatusServing {
 			serving++
-			if m.Mode == "leader" || m.Mode == "standalone" {
-				v.Leader = m.Address
+			if (m.Mode == "leader" || m.Mode == "standalone") && (v.Leader == "" || Epoch(m.Zxid) > leaderEpoch) {
+				v.Leader, leaderEpoch = m.Address, Epoch(m.Zxid)
 			}
 		}
 	}
@@ -87,3 +90,8 @@ func Summarize(members []MemberState, at time.Time) View {
 	}
 	return v
 }
+
+// Epoch is the leader epoch a zxid belongs to: its high 32 bits (ZooKeeper's
+// ZxidUtils.getEpochFromZxid). A leader elected after another starts a higher epoch, so a
+// zxid of a later epoch than a member's own was committed under another leader.
+func Epoch(zxid int64) int64 { return zxid >> 32 }

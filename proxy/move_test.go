@@ -617,4 +617,28 @@ func TestLastAnswerEvidence(t *testing.T) {
 	if !g.srv.answeredOwn("m2").IsZero() {
 		t.Fatal("the leader answered no session of its own")
 	}
+
+	// m2 hangs in epoch 1 and its last srvr answer still stands in the view; the others
+	// elect a leader, whose commits start epoch 2. They are no evidence for m2.
+	v := g.srv.view()
+	v.Members[1].Zxid = 1<<32 | 20
+	g.zxid = 1<<32 | 30
+	g.client(getData(2, "/a", false))
+	g.toMember()
+	g.member(2, 0, &jute.GetDataResponse{}) // a commit of m2's own epoch
+	if got := g.srv.LastAnswer("m2"); !got.Equal(g.now) {
+		t.Fatalf("the leader's evidence %v, want its own epoch's commit at %v", got, g.now)
+	}
+	credited := g.now
+	g.now = g.now.Add(3 * time.Second)
+	g.zxid = 2 << 32
+	g.client(getData(3, "/a", false))
+	g.toMember()
+	g.member(3, 0, &jute.GetDataResponse{}) // epoch 2: another leader's commit
+	if got := g.srv.LastAnswer("m1"); !got.Equal(g.now) {
+		t.Fatalf("m1's evidence %v, want its answer at %v", got, g.now)
+	}
+	if got := g.srv.LastAnswer("m2"); !got.IsZero() {
+		t.Fatalf("the hung leader credited with its successor's commit: %v (its own epoch's was at %v)", got, credited)
+	}
 }

@@ -42,11 +42,16 @@ func (s *Server) ApplyView(v health.View) {
 // health's evidence that a member whose probe is late is busy, not dead. The leader
 // rarely carries sessions (routing avoids it), but every write committed anywhere went
 // through it: for the leader the evidence is also the last time a reply showed the
-// ensemble's zxid advance.
+// ensemble's zxid advance, within the epoch health saw it lead. A zxid of a later epoch
+// was committed by a leader elected since: a hung leader whose last srvr answer still
+// stands in the view gets no credit for its successor's commits (with it, its late probes
+// were excused and moves waited on it until their deadline).
 func (s *Server) LastAnswer(member string) time.Time {
 	t := s.ejector().LastAnswer(member)
 	if v := s.view(); v != nil && v.Leader == member {
-		if c := s.committedAt.Load(); c != 0 && (t.IsZero() || c > t.UnixNano()) {
+		m, _ := v.Member(member)
+		c, top := s.committedAt.Load(), s.topZxid.Load()
+		if c != 0 && (t.IsZero() || c > t.UnixNano()) && (m.Zxid == 0 || health.Epoch(top) <= health.Epoch(m.Zxid)) {
 			t = time.Unix(0, c)
 		}
 	}
