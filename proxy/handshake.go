@@ -159,12 +159,14 @@ func (c *conn) place(raw []byte, req *jute.ConnectRequest, deadline time.Time) e
 // One attempt takes at most attempt, the ConnectResponse included (the TCP connect at
 // most DialTimeout): a member that is frozen (SIGSTOP, a long GC) accepts in the kernel
 // and then answers nothing, and must not hold a move (or a placement) until its own
-// deadline while another member could take the session (see patientAttempt).
-func (s *Server) dialMember(ctx context.Context, member string, raw []byte, attempt time.Duration) (net.Conn, *jute.ConnectResponse, []byte, error) {
+// deadline while another member could take the session (see patientAttempt). connected
+// is called once the TCP connect is over, whatever its outcome.
+func (s *Server) dialMember(ctx context.Context, member string, raw []byte, attempt time.Duration, connected func()) (net.Conn, *jute.ConnectResponse, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, attempt)
 	defer cancel()
 	d := net.Dialer{Timeout: s.conf().DialTimeout}
 	server, err := d.DialContext(ctx, "tcp", member)
+	connected()
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("member %s: %w", member, err)
 	}

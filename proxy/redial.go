@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/zkgate/zkgate/health"
@@ -24,15 +25,72 @@ const (
 	placeDials = 32
 )
 
-// dialBounded is dialMember within one of the bounds on concurrent connects.
+// servingCheck: how often a patient attempt looks whether health still shows its member
+// serving (whileServing).
+const servingCheck = 100 * time.Millisecond
+
+// dialBounded is dialMember within one of the bounds on concurrent connects. The slot is
+// held for the TCP connect only: waiting for the ConnectResponse sends no SYN, and a move
+// waiting on a hung member must not keep the other moves from connecting elsewhere.
 func (s *Server) dialBounded(ctx context.Context, slots chan struct{}, member string, raw []byte, attempt time.Duration) (net.Conn, *jute.ConnectResponse, []byte, error) {
 	select {
 	case slots <- struct{}{}:
 	case <-ctx.Done():
 		return nil, nil, nil, fmt.Errorf("member %s: waiting to dial: %w", member, ctx.Err())
 	}
-	defer func() { <-slots }()
-	return s.dialMember(ctx, member, raw, attempt)
+	release := sync.OnceFunc(func() { <-slots })
+	defer release()
+	return s.dialMember(ctx, member, raw, attempt, release)
+}
+
+// errNotServing ends a patient attempt whose member health no longer shows serving.
+var errNotServing = errors.New("health no longer shows the member serving")
+
+// whileServing is ctx, ended with errNotServing once health stops showing member serving
+// (or ejects it): a patient attempt waits on a slow member, not on one found hung or down
+// meanwhile. stop releases it.
+func (s *Server) whileServing(ctx context.Context, member string) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(servingCheck)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if !s.routable(member) {
+					cancel(errNotServing)
+					return
+				}
+			}
+		}
+	}()
+	return ctx, func() { close(done); cancel(nil) }
+}
+
+// routable: health shows member serving and it is not ejected.
+func (s *Server) routable(member string) bool {
+	v := s.view()
+	if v == nil {
+		return false
+	}
+	m, ok := v.Member(member)
+	return ok && m.Status == health.StatusServing && !s.ejector().Excluded()[member]
+}
+
+// noteSilent records that an attempt on member got no answer in time; silentNow reports
+// whether it has answered nothing (a session or a probe) since. Every move then tries it
+// after the others, not only the move whose attempt timed out: a hung member must not
+// take each of a thousand moves' first attempt.
+func (s *Server) noteSilent(member string, at time.Time) { s.silentAt.Store(member, at) }
+
+func (s *Server) silentNow(member string) bool {
+	at, ok := s.silentAt.Load(member)
+	return ok && !s.LastAnswer(member).After(at.(time.Time))
 }
 
 // patientAttempt reports whether a move's connect attempt to member may wait for its
@@ -122,13 +180,18 @@ func (s *Server) redial(ctx context.Context, m *moveOrder) moveResult {
 		}
 		// A member that let an attempt time out (frozen, while health has not seen it
 		// yet) goes after the others: a hung leader must not take every move's time.
-		slices.SortStableFunc(targets, func(a, b string) int { return cmp.Compare(b2i(unanswered[a]), b2i(unanswered[b])) })
+		silent := func(a string) int { return b2i(unanswered[a] || s.silentNow(a)) }
+		slices.SortStableFunc(targets, func(a, b string) int { return cmp.Compare(silent(a), silent(b)) })
 		for _, member := range targets {
 			attempt := s.conf().DialTimeout
+			actx, stop := ctx, func() {}
 			if patientAttempt(member, targets, s.LastAnswer, attempt) {
 				attempt = time.Until(m.deadline)
+				actx, stop = s.whileServing(ctx, member)
 			}
-			nc, resp, _, err := s.dialBounded(ctx, s.dials, member, raw, attempt)
+			nc, resp, _, err := s.dialBounded(actx, s.dials, member, raw, attempt)
+			notServing := errors.Is(context.Cause(actx), errNotServing)
+			stop()
 			if err != nil {
 				last = err
 				if ctx.Err() != nil {
@@ -138,8 +201,12 @@ func (s *Server) redial(ctx context.Context, m *moveOrder) moveResult {
 					s.ownLimit.Note(s.log, "moving a session", member, err, time.Now())
 					break // zkgate's own limit: try again after the pause, every member alike
 				}
-				if health.IsTimeout(err) {
+				if notServing {
+					last = fmt.Errorf("member %s: %w", member, errNotServing)
+				}
+				if health.IsTimeout(err) || notServing {
 					unanswered[member] = true
+					s.noteSilent(member, time.Now())
 				}
 				s.obs.ConnectFailed(member, err)
 				continue

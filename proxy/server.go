@@ -57,8 +57,11 @@ type Server struct {
 	// committedAt is when a reply last showed a zxid higher than any before (unix ns):
 	// the ensemble was committing writes then
 	topZxid, committedAt atomic.Int64
-	readOnlyService      atomic.Bool // ServesReadOnly as of the last view, for its log lines
-	hotAt                time.Time   // the last sampleHot; maintain's
+	// silentAt: member address -> when a move's attempt on it last got no answer in
+	// time (noteSilent)
+	silentAt        sync.Map
+	readOnlyService atomic.Bool // ServesReadOnly as of the last view, for its log lines
+	hotAt           time.Time   // the last sampleHot; maintain's
 
 	// TLS sessions relayed by a loop, and by the goroutine driver although the loops
 	// run (TLSSessions); the fallbacks' reasons logged so far
