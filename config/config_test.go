@@ -27,7 +27,7 @@ func TestExampleLoads(t *testing.T) {
 	if main.Breaker != want.Breaker || main.Ejection != want.Ejection || main.Health != want.Health || main.Limits != want.Limits || main.Relay != want.Relay {
 		t.Errorf("the example's values differ from the defaults it documents:\n%+v\n%+v", main, want)
 	}
-	if batch.Breaker.RejectCode != RejectCode(jute.ErrThrottledOp) || batch.Breaker.Window != 10*time.Second || batch.Routing != "least-connections" {
+	if batch.Breaker.RejectCode != RejectCode(jute.ErrThrottledOp) || batch.Breaker.Window != 10*time.Second || batch.Routing != DefaultEnsemble().Routing {
 		t.Errorf("second ensemble: %+v", batch)
 	}
 	if f.Admin.Listen != "127.0.0.1:9181" || f.Log.Format != "auto" {

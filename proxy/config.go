@@ -20,7 +20,7 @@ const (
 
 // DefaultConfig is one ensemble's data path as shipped.
 func DefaultConfig() Config {
-	return Config{Name: "default", Policy: LeastConnections, MaxFrame: jute.DefaultMaxFrame,
+	return Config{Name: "default", Policy: LeastConnectionsWithLeader, MaxFrame: jute.DefaultMaxFrame,
 		HandshakeTimeout: DefaultHandshakeTimeout, DialTimeout: DefaultDialTimeout, DrainTimeout: DefaultDrainTimeout,
 		Coalesce: DefaultCoalesce, CoalesceShare: DefaultCoalesceShare, Hotspots: DefaultHotspots(),
 		UnsafeInFlight: UnsafeAuto}

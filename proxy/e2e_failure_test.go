@@ -37,7 +37,7 @@ func memberOf(t *testing.T, g *gate, session int64) string {
 // watches and id intact.
 func TestWriteInFlightClosesThenReconnects(t *testing.T) {
 	ens := zktest.Start(t, zktest.Config{Members: 3})
-	g := startGate(t, ens, proxy.Config{UnsafeInFlight: proxy.UnsafeClose}, withEjection(func(c *breaker.EjectionConfig) {
+	g := startGate(t, ens, proxy.Config{UnsafeInFlight: proxy.UnsafeClose, Policy: proxy.LeastConnections}, withEjection(func(c *breaker.EjectionConfig) {
 		c.BaseTime, c.MaxTime = 500*time.Millisecond, 500*time.Millisecond
 	}))
 	for _, kind := range moveClients {
@@ -308,7 +308,7 @@ func TestConnectionLimits(t *testing.T) {
 // that byte, are closed (TestWriteInFlightClosesThenReconnects).
 func TestWriteInFlightAnsweredConnectionLoss(t *testing.T) {
 	ens := zktest.Start(t, zktest.Config{Members: 3})
-	g := startGate(t, ens, proxy.Config{}, withEjection(func(c *breaker.EjectionConfig) {
+	g := startGate(t, ens, proxy.Config{Policy: proxy.LeastConnections}, withEjection(func(c *breaker.EjectionConfig) {
 		c.BaseTime, c.MaxTime = 500*time.Millisecond, 500*time.Millisecond
 	}))
 	for _, kind := range moveClients {

@@ -219,6 +219,9 @@ func grepLines(s, sub string) string {
 // fidelityGate is zkgate for the fault tests: a lost member is ejected, and back half a
 // second after it serves again.
 func fidelityGate(t *testing.T, ens *zktest.Ensemble, cfg proxy.Config, opts ...gateOption) *gate {
+	if cfg.Policy == "" {
+		cfg.Policy = proxy.LeastConnections // faultUnder faults a follower: sessions go there
+	}
 	opts = append([]gateOption{withEjection(func(c *breaker.EjectionConfig) {
 		c.BaseTime, c.MaxTime = 500*time.Millisecond, 500*time.Millisecond
 	})}, opts...)

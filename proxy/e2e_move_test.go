@@ -62,7 +62,9 @@ func TestMoveUnseenByClients(t *testing.T) {
 
 func moveUnseen(t *testing.T, ens *zktest.Ensemble, driver string) {
 	// A lost member is ejected as well; it is back for the next case after half a second.
-	g := startGate(t, ens, proxy.Config{Driver: driver}, withEjection(func(c *breaker.EjectionConfig) {
+	// Sessions on followers (the fault is a follower's; reliability's pause-leader and
+	// kill-leader move sessions off the leader).
+	g := startGate(t, ens, proxy.Config{Driver: driver, Policy: proxy.LeastConnections}, withEjection(func(c *breaker.EjectionConfig) {
 		c.BaseTime, c.MaxTime = 500*time.Millisecond, 500*time.Millisecond
 	}))
 	for _, fault := range []struct {

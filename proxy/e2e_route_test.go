@@ -104,9 +104,9 @@ func TestObserversOnly(t *testing.T) {
 	}
 }
 
-// The default placement, least-connections, keeps sessions off the leader while
-// followers serve; least-connections-with-leader spreads them over every serving member,
-// the leader included, as clients that connect to the ensemble directly do.
+// least-connections keeps sessions off the leader while followers serve; the default,
+// least-connections-with-leader, spreads them over every serving member, the leader
+// included, as clients that connect to the ensemble directly do.
 func TestPlacementWithAndWithoutTheLeader(t *testing.T) {
 	ens := zktest.Start(t, zktest.Config{Members: 3})
 	leader, err := ens.Leader()

@@ -122,7 +122,7 @@ func request(op jute.OpCode, body jute.Record) func(int32) []byte {
 // re-registers with no catch-up, are TestRelayMovePersistentCatchUp's.
 func TestMoveKeepsTenThousandWatches(t *testing.T) {
 	ens := zktest.Start(t, zktest.Config{Members: 3})
-	g := startGate(t, ens, proxy.Config{})
+	g := startGate(t, ens, proxy.Config{Policy: proxy.LeastConnections}) // the paused member is a follower
 	leader, err := ens.Leader()
 	if err != nil {
 		t.Fatal(err)

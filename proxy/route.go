@@ -11,16 +11,16 @@ type Policy string
 
 // Routing policies.
 const (
-	// LeastConnections (the default) keeps sessions off the leader while followers serve,
-	// fewest zkgate sessions first: the leader's CPU is kept for writes, and a hung leader
-	// holds no session that would have to move while the followers elect a new one
-	// (RELIABILITY.md, pause-leader).
+	// LeastConnections keeps sessions off the leader while followers serve, fewest zkgate
+	// sessions first: the leader's CPU is kept for writes (ZooKeeper's leaderServes=no,
+	// chosen per ensemble), at a cost in latency and throughput where the followers
+	// carry every read (BENCHMARKS.md, session 10).
 	LeastConnections Policy = "least-connections"
-	// LeastConnectionsWithLeader counts the leader like any member (as clients that
-	// connect directly spread over it), a follower first on a tie: every member takes its
-	// share of the reads, fewer system calls per request on shared hardware, but the
-	// sessions on a hung leader must move while the followers elect a new one
-	// (BENCHMARKS.md, session 10).
+	// LeastConnectionsWithLeader (the default) counts the leader like any member, as
+	// clients that connect directly spread over it, a follower first on a tie: every
+	// member takes its share of the reads. The sessions on a hung leader move once health
+	// finds it down, as a follower's do (RELIABILITY.md, pause-leader; BENCHMARKS.md,
+	// session 11).
 	LeastConnectionsWithLeader Policy = "least-connections-with-leader"
 	RoundRobin                 Policy = "round-robin"
 	Any                        Policy = "any" // the member order as configured
